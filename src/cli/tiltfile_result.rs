@@ -1,0 +1,40 @@
+//! `tiltrs alpha tiltfile-result`: evaluate the Tiltfile and print what it declares as JSON.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::TiltfileArgs;
+use crate::tiltfile::{EvalOptions, evaluate_with_log};
+
+#[derive(Debug, Args)]
+pub struct TiltfileResultArgs {
+    #[command(flatten)]
+    pub tiltfile: TiltfileArgs,
+    /// Also print the evaluation log (print output, local commands, warnings) on stderr.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+}
+
+pub fn run(args: TiltfileResultArgs) -> anyhow::Result<ExitCode> {
+    let options = EvalOptions {
+        path: args.tiltfile.file.clone(),
+        args: args.tiltfile.args.clone(),
+        subcommand: "alpha tiltfile-result".to_owned(),
+    };
+    match evaluate_with_log(&options) {
+        Ok(evaluated) => {
+            if args.verbose {
+                for line in &evaluated.log {
+                    eprintln!("{line}");
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&evaluated.result)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("{}", err.message);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

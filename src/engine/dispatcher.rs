@@ -1,0 +1,776 @@
+//! The dispatcher: the one task that owns the engine state and reacts to every event.
+//!
+//! Inputs are [`Msg`]s (loads, finished updates, serve events, triggers, shutdown) and
+//! debounced file-change batches. Each is applied to the state; then the scheduler picks the
+//! updates that may start, and the state is published. Long work (Tiltfile evaluation,
+//! commands, serve processes) runs in other tasks that report back by message, tagged with an
+//! id so that reports from replaced work are ignored.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::state::{
+    BuildReason, BuildRecord, BuildResult, EngineState, LoadRecord, ResourceState, ServeState,
+};
+use super::store::{LogKind, Store, TILTFILE_SPAN};
+use super::{EngineConfig, EngineError, Mode, Msg, scheduler};
+use crate::graph::ResourceGraph;
+use crate::model::{LocalSpec, TiltfileResult};
+use crate::runtime::LogSink;
+use crate::runtime::local::{self, CmdOutcome, ServeEvent, ServeSpec, ServeSupervisor};
+use crate::runtime::process;
+use crate::watch::{Batch, IgnoreMatcher, WatchSet, Watcher};
+
+/// Tiltfile loads kept in the history.
+const LOAD_HISTORY: usize = 10;
+
+/// Sends a resource's process output to its log.
+struct ResourceSink {
+    store: Store,
+    span: String,
+}
+
+impl LogSink for ResourceSink {
+    fn line(&self, text: &str) {
+        self.store.log(&self.span, LogKind::Output, text);
+    }
+}
+
+#[derive(Default)]
+struct Unit {
+    build: Option<(u64, CancellationToken)>,
+    serve: Option<(u64, ServeSupervisor)>,
+}
+
+struct Dispatcher {
+    cfg: EngineConfig,
+    store: Store,
+    tx: mpsc::UnboundedSender<Msg>,
+    state: EngineState,
+    dirty: bool,
+    result: Option<TiltfileResult>,
+    units: HashMap<String, Unit>,
+    watcher: Option<Watcher>,
+    failed_config_files: Vec<PathBuf>,
+    loading: bool,
+    reload_again: Option<BuildReason>,
+    trigger_order: Vec<String>,
+    next_id: u64,
+    max_parallel: usize,
+    kill_now: CancellationToken,
+    shutting_down: bool,
+    tasks: JoinSet<()>,
+}
+
+pub(super) async fn run(
+    cfg: EngineConfig,
+    store: Store,
+    tx: mpsc::UnboundedSender<Msg>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+) {
+    let mut d = Dispatcher {
+        state: EngineState::default(),
+        dirty: true,
+        result: None,
+        units: HashMap::new(),
+        watcher: None,
+        failed_config_files: Vec::new(),
+        loading: false,
+        reload_again: None,
+        trigger_order: Vec::new(),
+        next_id: 0,
+        max_parallel: 3,
+        kill_now: CancellationToken::new(),
+        shutting_down: false,
+        tasks: JoinSet::new(),
+        cfg,
+        store,
+        tx,
+    };
+    let mut batches: Option<mpsc::UnboundedReceiver<Batch>> = None;
+    if d.cfg.watch {
+        match Watcher::new(d.cfg.debounce) {
+            Ok((w, rx)) => {
+                d.watcher = Some(w);
+                batches = Some(rx);
+            }
+            Err(e) => d.store.log(TILTFILE_SPAN, LogKind::Error, e.to_string()),
+        }
+    }
+    Arc::make_mut(&mut d.state.tiltfile).path = d.cfg.tiltfile.clone();
+    d.start_load(BuildReason::Initial);
+    d.publish();
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                None | Some(Msg::Stopped) => break,
+                Some(msg) => d.handle(msg),
+            },
+            Some(batch) = recv_opt(&mut batches) => d.on_batch(batch),
+            Some(_) = d.tasks.join_next(), if !d.tasks.is_empty() => {}
+        }
+        if d.shutting_down {
+            batches = None;
+        }
+        d.schedule();
+        d.publish();
+    }
+    d.dirty = true;
+    d.publish();
+}
+
+async fn recv_opt<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn fmt_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+impl Dispatcher {
+    fn publish(&mut self) {
+        if self.dirty {
+            self.dirty = false;
+            self.store.publish(self.state.clone());
+        }
+    }
+
+    fn event(&self, span: &str, text: impl Into<String>) {
+        self.store.log(span, LogKind::Event, text);
+    }
+
+    fn error(&self, span: &str, text: impl Into<String>) {
+        self.store.log(span, LogKind::Error, text);
+    }
+
+    fn resource_mut(&mut self, name: &str) -> Option<&mut ResourceState> {
+        self.dirty = true;
+        self.state
+            .resources
+            .iter_mut()
+            .find(|r| r.name == name)
+            .map(Arc::make_mut)
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Trigger { name, reply } => {
+                let _ = reply.send(self.trigger(&name));
+            }
+            Msg::Reload => self.start_load(BuildReason::Trigger),
+            Msg::Shutdown { immediate } => self.shutdown(immediate),
+            Msg::Loaded { result, record } => self.on_loaded(*result, record),
+            Msg::BuildDone { name, id, outcome } => self.on_build_done(&name, id, outcome),
+            Msg::Serve { name, id, event } => self.on_serve(&name, id, event),
+            Msg::Stopped => {}
+        }
+    }
+
+    // ---- Tiltfile loads -------------------------------------------------------------------
+
+    fn start_load(&mut self, reason: BuildReason) {
+        if self.shutting_down {
+            return;
+        }
+        if self.loading {
+            self.reload_again = Some(reason);
+            return;
+        }
+        self.loading = true;
+        self.dirty = true;
+        Arc::make_mut(&mut self.state.tiltfile).loading = true;
+        if let BuildReason::FileChange { .. } = &reason {
+            self.event(TILTFILE_SPAN, reason.describe());
+        }
+        self.event(
+            TILTFILE_SPAN,
+            format!("Loading Tiltfile at: {}", self.cfg.tiltfile.display()),
+        );
+        let loader = self.cfg.loader.clone();
+        let tx = self.tx.clone();
+        let start = SystemTime::now();
+        tokio::task::spawn_blocking(move || {
+            let t0 = Instant::now();
+            let result = loader.load();
+            let record = LoadRecord {
+                start,
+                duration: t0.elapsed(),
+                reason,
+                error: result.as_ref().err().map(|e| e.message.clone()),
+            };
+            let _ = tx.send(Msg::Loaded {
+                result: Box::new(result),
+                record,
+            });
+        });
+    }
+
+    fn on_loaded(
+        &mut self,
+        result: Result<TiltfileResult, crate::tiltfile::TiltfileError>,
+        mut record: LoadRecord,
+    ) {
+        self.loading = false;
+        self.dirty = true;
+        if self.shutting_down {
+            return;
+        }
+        let result = result.and_then(|r| match ResourceGraph::new(&r) {
+            Ok(_) => Ok(r),
+            Err(e) => Err(crate::tiltfile::TiltfileError {
+                message: e.to_string(),
+                config_files: r.config_files.clone(),
+            }),
+        });
+        match result {
+            Ok(new) => {
+                for w in &new.warnings {
+                    self.error(TILTFILE_SPAN, format!("WARNING: {w}"));
+                }
+                self.event(
+                    TILTFILE_SPAN,
+                    format!(
+                        "Successfully loaded Tiltfile ({})",
+                        fmt_duration(record.duration)
+                    ),
+                );
+                self.failed_config_files.clear();
+                {
+                    let ts = Arc::make_mut(&mut self.state.tiltfile);
+                    ts.error = None;
+                    ts.loaded_once = true;
+                    ts.config_files = new.config_files.clone();
+                    ts.warnings = new.warnings.clone();
+                    ts.settings = new.settings.clone();
+                }
+                self.apply(new);
+            }
+            Err(e) => {
+                record.error = Some(e.message.clone());
+                for line in e.message.lines() {
+                    self.error(TILTFILE_SPAN, line);
+                }
+                if self.state.tiltfile.loaded_once {
+                    self.error(
+                        TILTFILE_SPAN,
+                        "Tiltfile failed to load; the previous resources keep running until it is fixed",
+                    );
+                }
+                self.failed_config_files = e.config_files.clone();
+                Arc::make_mut(&mut self.state.tiltfile).error = Some(e.message);
+            }
+        }
+        let ts = Arc::make_mut(&mut self.state.tiltfile);
+        ts.loading = false;
+        if ts.history.len() >= LOAD_HISTORY {
+            ts.history.pop_front();
+        }
+        ts.history.push_back(record);
+        self.update_watches();
+        if let Some(reason) = self.reload_again.take() {
+            self.start_load(reason);
+        }
+    }
+
+    /// Diffs the new result against the running graph: unchanged resources keep running,
+    /// changed ones are restarted, removed ones stopped, added ones started.
+    fn apply(&mut self, new: TiltfileResult) {
+        let first = self.result.is_none();
+        let mut old: HashMap<String, Arc<ResourceState>> = self
+            .state
+            .resources
+            .drain(..)
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        let mut resources = Vec::with_capacity(new.resources.len());
+        for spec in &new.resources {
+            match old.remove(&spec.name) {
+                Some(rs) if rs.spec == *spec => resources.push(rs),
+                Some(rs) => {
+                    let mut s = (*rs).clone();
+                    let had_serve = s.serve.is_some();
+                    let has_serve = spec.local.as_ref().is_some_and(|l| !l.serve_cmd.is_empty());
+                    s.spec = spec.clone();
+                    if let Some((_, token)) =
+                        self.units.get_mut(&spec.name).and_then(|u| u.build.take())
+                    {
+                        token.cancel();
+                        s.finish_build(BuildResult::Cancelled, Some("Tiltfile changed".into()));
+                    }
+                    if !spec.enabled || (had_serve && !has_serve) {
+                        self.stop_serve(&spec.name);
+                        s.serve = None;
+                    }
+                    if has_serve && s.serve.is_none() {
+                        s.serve = Some(ServeState::default());
+                    }
+                    if !spec.enabled {
+                        s.queued = None;
+                        s.pending_changes.clear();
+                        self.event(&spec.name, "Resource disabled");
+                    } else if spec.auto_init || s.has_built() {
+                        s.queued = Some(BuildReason::TiltfileChange);
+                    }
+                    resources.push(Arc::new(s));
+                }
+                None => {
+                    let mut s = ResourceState::new(spec.clone());
+                    if spec.enabled && spec.auto_init {
+                        s.queued = Some(BuildReason::Initial);
+                    }
+                    if !first {
+                        self.event(TILTFILE_SPAN, format!("Added resource {}", spec.name));
+                    }
+                    resources.push(Arc::new(s));
+                }
+            }
+        }
+        for name in old.into_keys() {
+            self.event(TILTFILE_SPAN, format!("Removed resource {name}"));
+            self.stop_unit(&name);
+            self.trigger_order.retain(|n| n != &name);
+        }
+        self.state.resources = resources;
+        self.max_parallel = new.settings.max_parallel_updates.max(1) as usize;
+        self.result = Some(new);
+        self.dirty = true;
+    }
+
+    fn update_watches(&mut self) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        let mut config: Vec<PathBuf> = vec![self.cfg.tiltfile.clone()];
+        let mut sets = Vec::new();
+        let mut problems = Vec::new();
+        if let Some(r) = &self.result {
+            config.extend(r.config_files.iter().cloned());
+            for res in r.resources.iter().filter(|r| r.enabled) {
+                let Some(local) = &res.local else { continue };
+                if local.deps.is_empty() {
+                    continue;
+                }
+                let patterns: Vec<&String> = local
+                    .ignore
+                    .iter()
+                    .chain(r.settings.watch_ignores.iter())
+                    .collect();
+                let ignore = match IgnoreMatcher::with_builtins(&patterns) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        problems.push((res.name.clone(), e.to_string()));
+                        IgnoreMatcher::with_builtins::<&str>(&[]).unwrap_or_default()
+                    }
+                };
+                sets.push(WatchSet {
+                    owner: res.name.clone(),
+                    paths: local.deps.clone(),
+                    ignore,
+                });
+            }
+        }
+        config.extend(self.failed_config_files.iter().cloned());
+        config.sort();
+        config.dedup();
+        sets.push(WatchSet {
+            owner: TILTFILE_SPAN.to_string(),
+            paths: config,
+            ignore: IgnoreMatcher::with_builtins::<&str>(&[]).unwrap_or_default(),
+        });
+        let errors = watcher.set(sets);
+        for (name, p) in problems {
+            self.error(&name, p);
+        }
+        for e in errors {
+            self.error(TILTFILE_SPAN, e.to_string());
+        }
+    }
+
+    // ---- file changes and triggers ---------------------------------------------------------
+
+    fn on_batch(&mut self, batch: Batch) {
+        if self.shutting_down {
+            return;
+        }
+        let mut config_changed = Vec::new();
+        for (owner, paths) in batch.changes {
+            if owner == TILTFILE_SPAN {
+                config_changed.extend(paths);
+                continue;
+            }
+            let paths: Vec<PathBuf> = paths.into_iter().collect();
+            let Some(rs) = self.resource_mut(&owner) else {
+                continue;
+            };
+            if !rs.spec.enabled {
+                continue;
+            }
+            let auto = rs.spec.trigger_mode == crate::model::TriggerMode::Auto;
+            let reason = BuildReason::FileChange {
+                paths: paths.clone(),
+            };
+            if auto && (rs.spec.auto_init || rs.has_built()) {
+                rs.queued = Some(match rs.queued.take() {
+                    Some(q) => q.merge(reason),
+                    None => reason,
+                });
+            } else {
+                rs.pending_changes.extend(paths);
+                let text = format!("{}; waiting for a manual trigger", reason.describe());
+                self.event(&owner, text);
+            }
+        }
+        if !config_changed.is_empty() {
+            self.start_load(BuildReason::FileChange {
+                paths: config_changed,
+            });
+        }
+    }
+
+    fn trigger(&mut self, name: &str) -> Result<(), EngineError> {
+        if self.shutting_down {
+            return Err(EngineError::Stopped);
+        }
+        let rs = self
+            .resource_mut(name)
+            .ok_or_else(|| EngineError::UnknownResource(name.to_string()))?;
+        if !rs.spec.enabled {
+            return Err(EngineError::Disabled(name.to_string()));
+        }
+        rs.queued = Some(match rs.queued.take() {
+            Some(q) => q.merge(BuildReason::Trigger),
+            None => BuildReason::Trigger,
+        });
+        rs.pending_changes.clear();
+        if !self.trigger_order.iter().any(|n| n == name) {
+            self.trigger_order.push(name.to_string());
+        }
+        Ok(())
+    }
+
+    // ---- updates -----------------------------------------------------------------------------
+
+    fn schedule(&mut self) {
+        if self.loading || self.shutting_down {
+            return;
+        }
+        for name in scheduler::next_builds(&self.state, self.max_parallel, &self.trigger_order) {
+            self.start_build(&name);
+        }
+    }
+
+    fn tilt_env(&self) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        env.insert("TILT_HOST".to_string(), self.cfg.web_host.clone());
+        env.insert("TILT_PORT".to_string(), self.cfg.web_port.to_string());
+        env
+    }
+
+    fn start_build(&mut self, name: &str) {
+        self.trigger_order.retain(|n| n != name);
+        let Some(rs) = self.resource_mut(name) else {
+            return;
+        };
+        let reason = rs.queued.take().unwrap_or(BuildReason::Initial);
+        rs.pending_changes.clear();
+        rs.current = Some(BuildRecord {
+            start: SystemTime::now(),
+            end: None,
+            duration: None,
+            reason: reason.clone(),
+            result: None,
+            error: None,
+        });
+        let local = rs.spec.local.clone();
+        let kind = rs.spec.kind;
+        self.event(name, reason.describe());
+        let Some(local) = local else {
+            let msg = format!("{kind:?} resources are not supported by this version of tiltrs yet");
+            self.error(name, &msg);
+            if let Some(rs) = self.resource_mut(name) {
+                rs.finish_build(BuildResult::Failure, Some(msg));
+            }
+            return;
+        };
+        if local.cmd.is_empty() {
+            if let Some(rs) = self.resource_mut(name) {
+                rs.finish_build(BuildResult::Success, None);
+            }
+            self.start_serve(name, &local);
+            return;
+        }
+        self.event(
+            name,
+            format!("Running cmd: {}", process::display_command(&local.cmd)),
+        );
+        self.next_id += 1;
+        let id = self.next_id;
+        let token = CancellationToken::new();
+        let mut env = self.tilt_env();
+        env.extend(local.env.clone());
+        let sink: Arc<dyn LogSink> = Arc::new(ResourceSink {
+            store: self.store.clone(),
+            span: name.to_string(),
+        });
+        let tx = self.tx.clone();
+        let (grace, kill_now, cancel) = (self.cfg.stop_grace, self.kill_now.clone(), token.clone());
+        let task_name = name.to_string();
+        self.tasks.spawn(async move {
+            let outcome = local::run_cmd(
+                &local.cmd,
+                local.dir.clone(),
+                env,
+                sink,
+                cancel,
+                grace,
+                kill_now,
+            )
+            .await;
+            let _ = tx.send(Msg::BuildDone {
+                name: task_name,
+                id,
+                outcome,
+            });
+        });
+        self.units.entry(name.to_string()).or_default().build = Some((id, token));
+    }
+
+    fn on_build_done(&mut self, name: &str, id: u64, outcome: CmdOutcome) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        if unit.build.as_ref().map(|b| b.0) != Some(id) {
+            return;
+        }
+        unit.build = None;
+        let Some(rs) = self.resource_mut(name) else {
+            return;
+        };
+        let local = rs.spec.local.clone();
+        let cmd = local
+            .as_ref()
+            .map(|l| process::display_command(&l.cmd))
+            .unwrap_or_default();
+        match outcome {
+            CmdOutcome::Success => {
+                let has_serve = rs.serve.is_some();
+                let dur = rs
+                    .finish_build(BuildResult::Success, None)
+                    .and_then(|b| b.duration)
+                    .unwrap_or_default();
+                if !has_serve {
+                    rs.ever_ready = true;
+                }
+                self.event(name, format!("Update succeeded in {}", fmt_duration(dur)));
+                if let Some(local) = local.filter(|l| !l.serve_cmd.is_empty()) {
+                    self.start_serve(name, &local);
+                }
+            }
+            CmdOutcome::Failed(status) => {
+                let err = format!("Command \"{cmd}\" failed: {status}");
+                rs.finish_build(BuildResult::Failure, Some(err.clone()));
+                self.error(name, err);
+            }
+            CmdOutcome::SpawnFailed(e) => {
+                rs.finish_build(BuildResult::Failure, Some(e.clone()));
+                self.error(name, e);
+            }
+            CmdOutcome::Cancelled => {
+                rs.finish_build(BuildResult::Cancelled, None);
+                self.event(name, "Update cancelled");
+            }
+        }
+    }
+
+    // ---- serve processes -----------------------------------------------------------------
+
+    fn start_serve(&mut self, name: &str, local: &LocalSpec) {
+        let mut env = self.tilt_env();
+        env.extend(local.serve_env.clone());
+        let spec = ServeSpec {
+            argv: local.serve_cmd.clone(),
+            dir: local.serve_dir.clone(),
+            env,
+            probe: local.readiness_probe.clone(),
+        };
+        if let Some(rs) = self.resource_mut(name) {
+            let crashes = rs.serve.as_ref().map_or(0, |s| s.crashes);
+            rs.serve = Some(ServeState {
+                crashes,
+                ..Default::default()
+            });
+        }
+        self.event(
+            name,
+            format!(
+                "Starting serve_cmd: {}",
+                process::display_command(&local.serve_cmd)
+            ),
+        );
+        let unit = self.units.entry(name.to_string()).or_default();
+        if let Some((_, sup)) = &unit.serve {
+            sup.restart_with(spec);
+            return;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let tx = self.tx.clone();
+        let span = name.to_string();
+        let events = Arc::new(move |event: ServeEvent| {
+            let _ = tx.send(Msg::Serve {
+                name: span.clone(),
+                id,
+                event,
+            });
+        });
+        let sink: Arc<dyn LogSink> = Arc::new(ResourceSink {
+            store: self.store.clone(),
+            span: name.to_string(),
+        });
+        let sup = ServeSupervisor::spawn(
+            spec,
+            sink,
+            events,
+            self.cfg.stop_grace,
+            self.kill_now.clone(),
+        );
+        sup.restart();
+        unit.serve = Some((id, sup));
+    }
+
+    fn on_serve(&mut self, name: &str, id: u64, event: ServeEvent) {
+        let current = self
+            .units
+            .get(name)
+            .and_then(|u| u.serve.as_ref())
+            .map(|s| s.0);
+        if current != Some(id) || self.shutting_down {
+            return;
+        }
+        let Some(rs) = self.resource_mut(name) else {
+            return;
+        };
+        let has_probe = rs
+            .spec
+            .local
+            .as_ref()
+            .is_some_and(|l| l.readiness_probe.is_some());
+        let serve = rs.serve.get_or_insert_with(ServeState::default);
+        match event {
+            ServeEvent::Started(pid) => {
+                serve.pid = Some(pid);
+                serve.last_exit = None;
+                serve.ready = false;
+                self.event(name, format!("serve_cmd running (pid {pid})"));
+            }
+            ServeEvent::Ready => {
+                serve.ready = true;
+                serve.probe_message = None;
+                rs.ever_ready = true;
+                if has_probe {
+                    self.event(name, "Readiness probe passed: ready");
+                }
+            }
+            ServeEvent::NotReady(msg) => {
+                serve.ready = false;
+                serve.probe_message = Some(msg.clone());
+                self.error(name, format!("Readiness probe failed: not ready ({msg})"));
+            }
+            ServeEvent::Crashed { status, restart_in } => {
+                serve.ready = false;
+                serve.pid = None;
+                serve.crashes += 1;
+                serve.last_exit = Some(status.clone());
+                let restart = if self.cfg.mode == Mode::Ci {
+                    String::new()
+                } else {
+                    format!("; restarting in {}", fmt_duration(restart_in))
+                };
+                self.error(name, format!("serve_cmd exited: {status}{restart}"));
+            }
+            ServeEvent::SpawnFailed { error, restart_in } => {
+                serve.ready = false;
+                serve.pid = None;
+                serve.crashes += 1;
+                serve.last_exit = Some(error.clone());
+                self.error(
+                    name,
+                    format!(
+                        "serve_cmd failed to start: {error}; retrying in {}",
+                        fmt_duration(restart_in)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn stop_serve(&mut self, name: &str) {
+        if let Some((_, sup)) = self.units.get_mut(name).and_then(|u| u.serve.take()) {
+            self.tasks.spawn(sup.stop());
+        }
+    }
+
+    fn stop_unit(&mut self, name: &str) {
+        if let Some(mut unit) = self.units.remove(name) {
+            if let Some((_, token)) = unit.build.take() {
+                token.cancel();
+            }
+            if let Some((_, sup)) = unit.serve.take() {
+                self.tasks.spawn(sup.stop());
+            }
+        }
+    }
+
+    // ---- shutdown ------------------------------------------------------------------------
+
+    fn shutdown(&mut self, immediate: bool) {
+        if immediate {
+            self.kill_now.cancel();
+        }
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        self.dirty = true;
+        self.watcher = None;
+        for rs in self.state.resources.iter_mut() {
+            if rs.current.is_some() {
+                Arc::make_mut(rs)
+                    .finish_build(BuildResult::Cancelled, Some("tiltrs is stopping".into()));
+            }
+        }
+        let mut sups = Vec::new();
+        for (_, mut unit) in self.units.drain() {
+            if let Some((_, token)) = unit.build.take() {
+                token.cancel();
+            }
+            if let Some((_, sup)) = unit.serve.take() {
+                sups.push(sup);
+            }
+        }
+        let mut tasks = std::mem::take(&mut self.tasks);
+        for sup in sups {
+            tasks.spawn(sup.stop());
+        }
+        let tx = self.tx.clone();
+        let (grace, kill_now) = (self.cfg.stop_grace, self.kill_now.clone());
+        tokio::spawn(async move {
+            while tasks.join_next().await.is_some() {}
+            process::sweep(grace, &kill_now).await;
+            let _ = tx.send(Msg::Stopped);
+        });
+    }
+}

@@ -1,0 +1,258 @@
+//! The engine's observed state: per-resource status, build history and Tiltfile load status.
+//!
+//! Plain data, written only by the dispatcher and published through the [`Store`](super::Store).
+//! Resources sit behind `Arc`s so a snapshot is cheap and an update copies only the resource
+//! that changed.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::model::Resource;
+
+/// Builds kept per resource.
+pub const HISTORY_LEN: usize = 20;
+
+/// Everything the engine knows, as subscribers see it.
+#[derive(Debug, Clone, Default)]
+pub struct EngineState {
+    pub tiltfile: Arc<TiltfileState>,
+    /// In Tilt's order (the order of the last good Tiltfile result).
+    pub resources: Vec<Arc<ResourceState>>,
+}
+
+impl EngineState {
+    pub fn resource(&self, name: &str) -> Option<&ResourceState> {
+        self.resources.iter().find(|r| r.name == name).map(|r| &**r)
+    }
+}
+
+/// The Tiltfile's load status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TiltfileState {
+    pub path: PathBuf,
+    /// A load is running.
+    pub loading: bool,
+    /// Whether any load succeeded (the graph in `resources` comes from the last good one).
+    pub loaded_once: bool,
+    /// The error of the last load, if it failed.
+    pub error: Option<String>,
+    pub history: VecDeque<LoadRecord>,
+    pub config_files: Vec<PathBuf>,
+    pub warnings: Vec<String>,
+    /// Settings of the last good load.
+    pub settings: crate::model::Settings,
+}
+
+/// One Tiltfile evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadRecord {
+    pub start: SystemTime,
+    pub duration: Duration,
+    pub reason: BuildReason,
+    pub error: Option<String>,
+}
+
+/// Why an update ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BuildReason {
+    Initial,
+    FileChange { paths: Vec<PathBuf> },
+    Trigger,
+    TiltfileChange,
+}
+
+impl BuildReason {
+    /// Merges a new reason into a queued one (file lists are combined; a trigger wins).
+    pub fn merge(self, newer: BuildReason) -> BuildReason {
+        match (self, newer) {
+            (BuildReason::FileChange { mut paths }, BuildReason::FileChange { paths: more }) => {
+                for p in more {
+                    if !paths.contains(&p) {
+                        paths.push(p);
+                    }
+                }
+                BuildReason::FileChange { paths }
+            }
+            (_, BuildReason::Trigger) | (BuildReason::Trigger, _) => BuildReason::Trigger,
+            (BuildReason::Initial, _) => BuildReason::Initial,
+            (_, newer) => newer,
+        }
+    }
+
+    /// How Tilt's logs announce it.
+    pub fn describe(&self) -> String {
+        match self {
+            BuildReason::Initial => "Initial Build".into(),
+            BuildReason::Trigger => "Update triggered".into(),
+            BuildReason::TiltfileChange => "Tiltfile changed: rebuilding".into(),
+            BuildReason::FileChange { paths } => {
+                let shown: Vec<String> = paths
+                    .iter()
+                    .take(5)
+                    .map(|p| p.display().to_string())
+                    .collect();
+                let more = if paths.len() > 5 { ", ..." } else { "" };
+                let noun = if paths.len() == 1 { "File" } else { "Files" };
+                format!(
+                    "{} {noun} Changed: [{}{more}]",
+                    paths.len(),
+                    shown.join(", ")
+                )
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildResult {
+    Success,
+    Failure,
+    Cancelled,
+}
+
+/// One update of a resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildRecord {
+    pub start: SystemTime,
+    pub end: Option<SystemTime>,
+    pub duration: Option<Duration>,
+    pub reason: BuildReason,
+    pub result: Option<BuildResult>,
+    pub error: Option<String>,
+}
+
+/// The update side, as Tilt's UI shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateStatus {
+    /// Disabled, or waiting for a first trigger.
+    None,
+    Pending,
+    InProgress,
+    Ok,
+    Error,
+}
+
+/// The runtime side (the serve process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeStatus {
+    /// No `serve_cmd`.
+    NotApplicable,
+    /// Not started, or started and not ready yet.
+    Pending,
+    Ok,
+    Error,
+}
+
+/// The serve process of a local resource.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServeState {
+    pub pid: Option<i32>,
+    pub ready: bool,
+    pub crashes: u32,
+    pub last_exit: Option<String>,
+    pub probe_message: Option<String>,
+}
+
+/// One resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceState {
+    pub name: String,
+    /// The definition from the last good Tiltfile result.
+    pub spec: Resource,
+    /// Queued for an update, and why.
+    pub queued: Option<BuildReason>,
+    /// Files changed while in manual mode, waiting for a trigger.
+    pub pending_changes: BTreeSet<PathBuf>,
+    pub current: Option<BuildRecord>,
+    /// Finished updates, oldest first, at most [`HISTORY_LEN`].
+    pub history: VecDeque<BuildRecord>,
+    /// Has ever been ready (what `resource_deps` wait for).
+    pub ever_ready: bool,
+    pub serve: Option<ServeState>,
+}
+
+impl ResourceState {
+    pub fn new(spec: Resource) -> Self {
+        let serve = spec
+            .local
+            .as_ref()
+            .filter(|l| !l.serve_cmd.is_empty())
+            .map(|_| ServeState::default());
+        ResourceState {
+            name: spec.name.clone(),
+            spec,
+            queued: None,
+            pending_changes: BTreeSet::new(),
+            current: None,
+            history: VecDeque::new(),
+            ever_ready: false,
+            serve,
+        }
+    }
+
+    pub fn last_build(&self) -> Option<&BuildRecord> {
+        self.history.back()
+    }
+
+    pub fn has_built(&self) -> bool {
+        !self.history.is_empty() || self.current.is_some()
+    }
+
+    /// A local `cmd` without `allow_parallel` runs alone; serve-only resources always count as
+    /// parallel.
+    pub fn allow_parallel(&self) -> bool {
+        match &self.spec.local {
+            Some(l) => l.allow_parallel || l.cmd.is_empty(),
+            None => true,
+        }
+    }
+
+    pub fn update_status(&self) -> UpdateStatus {
+        if self.current.is_some() {
+            return UpdateStatus::InProgress;
+        }
+        if self.queued.is_some() || !self.pending_changes.is_empty() {
+            return UpdateStatus::Pending;
+        }
+        match self.last_build().and_then(|b| b.result) {
+            Some(BuildResult::Success) => UpdateStatus::Ok,
+            Some(BuildResult::Failure) => UpdateStatus::Error,
+            _ => UpdateStatus::None,
+        }
+    }
+
+    pub fn runtime_status(&self) -> RuntimeStatus {
+        match &self.serve {
+            None => RuntimeStatus::NotApplicable,
+            Some(s) if s.ready => RuntimeStatus::Ok,
+            Some(s) if s.pid.is_none() && s.last_exit.is_some() => RuntimeStatus::Error,
+            Some(_) => RuntimeStatus::Pending,
+        }
+    }
+
+    pub(crate) fn finish_build(
+        &mut self,
+        result: BuildResult,
+        error: Option<String>,
+    ) -> Option<&BuildRecord> {
+        let mut b = self.current.take()?;
+        let end = SystemTime::now();
+        b.duration = Some(end.duration_since(b.start).unwrap_or_default());
+        b.end = Some(end);
+        b.result = Some(result);
+        b.error = error;
+        if self.history.len() >= HISTORY_LEN {
+            self.history.pop_front();
+        }
+        self.history.push_back(b);
+        self.history.back()
+    }
+}

@@ -1,0 +1,129 @@
+//! Evaluation of a Tiltfile (Tilt's Starlark dialect) into a [`TiltfileResult`].
+//!
+//! Flow: [`evaluate`] sets up the [`state::State`] and globals, [`eval`] runs the main file
+//! (rewriting `while` loops first, resolving `load()`s), builtins in [`builtins`] record
+//! declarations, and [`assemble`] turns them into the model. Errors are rendered by
+//! [`diagnostics`] with file:line:col and the source line. The interpreter runs on the calling
+//! thread: starlark values are not `Send`, the result is.
+
+mod assemble;
+mod builtins;
+mod diagnostics;
+mod eval;
+mod extensions;
+mod ignore_patterns;
+mod state;
+mod suggest;
+mod values;
+mod while_rewrite;
+
+use std::path::{Path, PathBuf};
+
+use crate::model::TiltfileResult;
+
+pub use ignore_patterns::absolutize as absolutize_ignore_pattern;
+pub use suggest::did_you_mean;
+
+/// What to evaluate and how.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// The main Tiltfile.
+    pub path: PathBuf,
+    /// Tiltfile arguments (after `--`).
+    pub args: Vec<String>,
+    /// The tiltrs subcommand being run (`up`, `ci`, `down`, `alpha tiltfile-result`), as
+    /// `config.tilt_subcommand` reports it.
+    pub subcommand: String,
+}
+
+/// A failed evaluation: the rendered message (with file:line:col and source) plus whatever
+/// was learnt before the failure, so the engine can still watch the files that were read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TiltfileError {
+    pub message: String,
+    pub config_files: Vec<PathBuf>,
+}
+
+/// A successful evaluation: the result and the evaluation log (`print`, `local` output,
+/// warnings), which belongs to the `(Tiltfile)` resource.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    pub result: TiltfileResult,
+    pub log: Vec<String>,
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    values::clean_path(&abs)
+}
+
+/// Evaluates the Tiltfile at `options.path`.
+pub fn evaluate(options: &EvalOptions) -> Result<TiltfileResult, TiltfileError> {
+    evaluate_with_log(options).map(|e| e.result)
+}
+
+/// Evaluates the Tiltfile at `options.path`, keeping its log.
+pub fn evaluate_with_log(options: &EvalOptions) -> Result<Evaluated, TiltfileError> {
+    let main_path = absolute(&options.path);
+    let main_dir = main_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    if !main_path.is_file() {
+        return Err(TiltfileError {
+            message: format!(
+                "Error: No Tiltfile found at path {:?}",
+                main_path.display().to_string()
+            ),
+            config_files: vec![main_path],
+        });
+    }
+    builtins::EnvOverlay::reset();
+    let mut state = state::State {
+        main_path: main_path.clone(),
+        main_dir: main_dir.clone(),
+        args: options.args.clone(),
+        subcommand: options.subcommand.clone(),
+        ..Default::default()
+    };
+    let (context, namespace) = crate::kubeconfig::current_context();
+    state.settings.k8s_context = context;
+    state.settings.k8s_namespace = namespace;
+    let tiltignore = main_dir.join(".tiltignore");
+    state.record_file(&tiltignore);
+    if let Some(patterns) = ignore_patterns::read_ignore_file(&tiltignore) {
+        state.settings.watch_ignores.extend(
+            patterns
+                .iter()
+                .map(|p| ignore_patterns::absolutize(&main_dir, p)),
+        );
+    }
+
+    let globals = eval::build_globals(&main_path, &options.subcommand);
+    let evaluation = eval::Evaluation::new(state, globals);
+    let outcome = evaluation.exec_file(&main_path, true);
+    let rendered = evaluation.rendered_error.borrow_mut().take();
+    let state = evaluation.state.into_inner();
+    if let Err(e) = outcome {
+        return Err(TiltfileError {
+            message: rendered.unwrap_or_else(|| format!("Error: {}", diagnostics::message(&e))),
+            config_files: state.config_files,
+        });
+    }
+    let config_files = state.config_files.clone();
+    let log = state.log.clone();
+    match assemble::assemble(state) {
+        Ok(result) => Ok(Evaluated { result, log }),
+        Err(message) => Err(TiltfileError {
+            message: format!("Error: {message}"),
+            config_files,
+        }),
+    }
+}
