@@ -336,7 +336,7 @@ impl Default for DockerPruneSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostedSettings {
     pub analytics_enabled: Option<bool>,
     pub team_id: String,
@@ -344,4 +344,17 @@ pub struct HostedSettings {
     pub version_constraint: String,
     pub telemetry_cmd: Vec<String>,
     pub analytics_tags: BTreeMap<String, String>,
+}
+
+impl Default for HostedSettings {
+    fn default() -> Self {
+        HostedSettings {
+            analytics_enabled: None,
+            team_id: String::new(),
+            version_check_updates: true,
+            version_constraint: String::new(),
+            telemetry_cmd: Vec::new(),
+            analytics_tags: BTreeMap::new(),
+        }
+    }
 }

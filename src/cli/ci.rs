@@ -111,7 +111,11 @@ pub fn run(args: CiArgs) -> anyhow::Result<ExitCode> {
                 _ = signals.next() => break Ending::Interrupted,
             }
         };
-        signals.escalate(&handle);
+        if matches!(ending, Ending::Interrupted) {
+            signals.escalate(&handle);
+        } else {
+            handle.shutdown(false);
+        }
         tokio::pin!(task);
         loop {
             tokio::select! {

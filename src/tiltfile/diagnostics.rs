@@ -39,7 +39,25 @@ pub fn message(e: &starlark::Error) -> String {
 
 /// Rewrites starlark-rust's unknown-keyword error the way Tilt words it, with a suggestion
 /// from the function's parameters (`params_of` looks them up by function name).
-fn reword(message: String, params_of: &dyn Fn(&str) -> Vec<String>) -> String {
+fn reword(
+    message: String,
+    function: Option<&str>,
+    params_of: &dyn Fn(&str) -> Vec<String>,
+) -> String {
+    if let (Some(rest), Some(function)) = (message.strip_prefix("Type of parameter `"), function) {
+        // "Type of parameter `x` doesn't match, expected `T`, actual `U (repr: ..)`"
+        let parsed = rest
+            .split_once("` doesn't match, expected `")
+            .and_then(|(param, rest)| {
+                let (want, rest) = rest.split_once("`, actual `")?;
+                let got = rest.trim_end_matches('`');
+                let got = got.split(" (repr:").next().unwrap_or(got);
+                Some(format!(
+                    "{function}: for parameter \"{param}\": got {got}, want {want}"
+                ))
+            });
+        return parsed.unwrap_or(message);
+    }
     let Some(rest) = message.strip_prefix("Found `") else {
         return message;
     };
@@ -67,7 +85,8 @@ pub fn render(
     params_of: &dyn Fn(&str) -> Vec<String>,
 ) -> String {
     let mut out = String::new();
-    let _ = write!(out, "Error: {}", reword(message(e), params_of));
+    let innermost = e.call_stack().frames.last().map(|f| f.name.as_str());
+    let _ = write!(out, "Error: {}", reword(message(e), innermost, params_of));
     if let Some(span) = e.span() {
         let (file, line, col) = position(span, sources);
         let _ = write!(out, "\n  --> {file}:{line}:{col}");
@@ -114,9 +133,21 @@ pub fn render(
         .collect();
     if !frames.is_empty() {
         out.push_str("\nTraceback (most recent call last):");
-        for f in frames {
+        let mut i = 0;
+        while i < frames.len() {
+            let repeats = frames[i..].iter().take_while(|f| **f == frames[i]).count();
             out.push('\n');
-            out.push_str(&f);
+            out.push_str(&frames[i]);
+            if repeats > 2 {
+                let _ = write!(
+                    out,
+                    "\n  [previous frame repeated {} more times]",
+                    repeats - 1
+                );
+                i += repeats;
+            } else {
+                i += 1;
+            }
         }
     }
     out

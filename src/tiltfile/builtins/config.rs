@@ -86,9 +86,13 @@ fn usage(state: &State) -> String {
             ConfigKind::Object => "object",
         };
         let positional = if def.args { " (positional args)" } else { "" };
-        out.push_str(&format!("  --{name} {kind}{positional}\t{}\n", def.usage));
+        out.push_str(&format!("  --{name} {kind}{positional}"));
+        if !def.usage.is_empty() {
+            out.push_str(&format!(": {}", def.usage));
+        }
+        out.push('\n');
     }
-    out
+    out.trim_end().to_owned()
 }
 
 fn set_value(

@@ -108,7 +108,34 @@ pub fn parse_yaml(text: &str) -> Result<Json, String> {
 
 /// Serialises one value as YAML with keys sorted, as Tilt's `encode_yaml` does.
 pub fn to_yaml_sorted(value: &Json) -> Result<String, String> {
-    yaml_serde::to_string(&sort_keys(value)).map_err(|e| e.to_string())
+    yaml_serde::to_string(&to_yaml_value(&sort_keys(value))).map_err(|e| e.to_string())
+}
+
+/// Serialises one value as YAML keeping its key order.
+pub fn to_yaml(value: &Json) -> Result<String, String> {
+    yaml_serde::to_string(&to_yaml_value(value)).map_err(|e| e.to_string())
+}
+
+/// JSON to a YAML tree (numbers stay numbers whatever serde_json's number representation).
+fn to_yaml_value(value: &Json) -> yaml_serde::Value {
+    use yaml_serde::Value as Y;
+    match value {
+        Json::Null => Y::Null,
+        Json::Bool(b) => Y::Bool(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Y::Number(i.into()),
+            (None, Some(u), _) => Y::Number(u.into()),
+            (None, None, Some(f)) => Y::Number(f.into()),
+            _ => Y::String(n.to_string()),
+        },
+        Json::String(s) => Y::String(s.clone()),
+        Json::Array(items) => Y::Sequence(items.iter().map(to_yaml_value).collect()),
+        Json::Object(map) => Y::Mapping(
+            map.iter()
+                .map(|(k, v)| (Y::String(k.clone()), to_yaml_value(v)))
+                .collect(),
+        ),
+    }
 }
 
 fn sort_keys(value: &Json) -> Json {

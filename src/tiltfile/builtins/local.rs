@@ -103,10 +103,10 @@ fn declare_local_resource(
         .into_iter()
         .find(|(n, _)| *n == a.name)
     {
-        return Err(builtin_error(
-            function,
-            format!("{kind} named {:?} already exists", a.name),
-        ));
+        return Err(starlark::Error::new_other(anyhow::anyhow!(
+            "{kind} named {:?} already exists",
+            a.name
+        )));
     }
     let probe = match probe {
         Some(_) if serve_cmd.is_empty() => {

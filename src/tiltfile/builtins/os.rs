@@ -282,15 +282,11 @@ fn os_path_builtins(builder: &mut GlobalsBuilder) {
     }
 
     fn basename(path: &str) -> starlark::Result<String> {
-        Ok(path.rsplit('/').next().unwrap_or_default().to_owned())
+        Ok(go_base(path))
     }
 
     fn dirname(path: &str) -> starlark::Result<String> {
-        Ok(match path.rfind('/') {
-            Some(0) => "/".to_owned(),
-            Some(i) => path[..i].trim_end_matches('/').to_owned(),
-            None => String::new(),
-        })
+        Ok(go_dir(path))
     }
 
     fn exists(path: &str, eval: &mut Evaluator) -> starlark::Result<bool> {
@@ -304,18 +300,14 @@ fn os_path_builtins(builder: &mut GlobalsBuilder) {
         path: &str,
         #[starlark(args)] paths: starlark::values::tuple::UnpackTuple<String>,
     ) -> starlark::Result<String> {
-        let mut out = path.to_owned();
-        for p in paths.items {
-            if p.starts_with('/') {
-                out = p;
-            } else if out.is_empty() || out.ends_with('/') {
-                out.push_str(&p);
-            } else {
-                out.push('/');
-                out.push_str(&p);
-            }
+        let parts: Vec<&str> = std::iter::once(path)
+            .chain(paths.items.iter().map(String::as_str))
+            .filter(|p| !p.is_empty())
+            .collect();
+        if parts.is_empty() {
+            return Ok(String::new());
         }
-        Ok(out)
+        Ok(go_clean(&parts.join("/")))
     }
 
     fn realpath(path: &str, eval: &mut Evaluator) -> starlark::Result<String> {
@@ -324,6 +316,39 @@ fn os_path_builtins(builder: &mut GlobalsBuilder) {
             .unwrap_or(abs)
             .to_string_lossy()
             .into_owned())
+    }
+}
+
+/// Go's `filepath.Clean` on a slash-separated path.
+fn go_clean(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_owned();
+    }
+    let cleaned = clean_path(Path::new(path)).to_string_lossy().into_owned();
+    if cleaned.is_empty() {
+        ".".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// Go's `filepath.Base`: the last element, trailing slashes dropped.
+fn go_base(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_owned();
+    }
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return "/".to_owned();
+    }
+    trimmed.rsplit('/').next().unwrap_or(trimmed).to_owned()
+}
+
+/// Go's `filepath.Dir`: everything but the last element, cleaned.
+fn go_dir(path: &str) -> String {
+    match path.rfind('/') {
+        Some(i) => go_clean(&path[..=i]),
+        None => ".".to_owned(),
     }
 }
 
@@ -363,6 +388,16 @@ mod tests {
         assert_eq!(shell_quote("it's"), "'it'\"'\"'s'");
         assert_eq!(shell_quote("plain-word"), "plain-word");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn go_path_functions() {
+        assert_eq!(go_clean("a//b/./c/.."), "a/b");
+        assert_eq!(go_base("/x/y.txt/"), "y.txt");
+        assert_eq!(go_base(""), ".");
+        assert_eq!(go_dir("/x/y.txt"), "/x");
+        assert_eq!(go_dir("y.txt"), ".");
+        assert_eq!(go_dir("/y"), "/");
     }
 
     #[test]
