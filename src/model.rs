@@ -184,9 +184,14 @@ pub enum ProbeAction {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComposeSpec {
+    /// The service's name in the compose files (the resource may be renamed).
     pub service: String,
     pub project: String,
+    /// Compose files in order, as `docker compose -f` takes them (Blobs written to files).
     pub config_files: Vec<PathBuf>,
+    /// The project directory (`--project-directory`): the first compose file's directory, or
+    /// the Tiltfile's when every config is a Blob.
+    pub project_dir: PathBuf,
     /// The service's definition from the compose file, as JSON.
     pub service_config: serde_json::Value,
     pub env_file: Option<PathBuf>,

@@ -292,3 +292,17 @@ local_resource('srv', serve_cmd='sleep {m} & touch {{out}}/started; sleep {m}',
     assert!(o.status.success(), "{}", text(&o));
     assert_none_left(&m);
 }
+
+#[test]
+fn the_example_project_runs_green() {
+    let tiltfile = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/Tiltfile");
+    let o = std::process::Command::new(BIN)
+        .args(["ci", "-f"])
+        .arg(&tiltfile)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run tiltrs ci");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("smoke test passed"), "{t}");
+}

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tiltrs::engine::{self, BuildReason, BuildResult, EngineConfig, EngineError, EngineState, Mode};
+use tiltrs::engine::{
+    self, BuildReason, BuildResult, EngineConfig, EngineError, EngineState, Mode,
+};
 use tiltrs::model::{LocalSpec, Resource, ResourceType, TiltfileResult, TriggerMode};
 
 fn local(name: &str, cmd: &str) -> Resource {
@@ -32,7 +34,11 @@ fn start(result: TiltfileResult) -> (engine::EngineHandle, tokio::task::JoinHand
     let shared: Shared = Arc::new(Mutex::new(result));
     let s2 = shared.clone();
     let loader = move || Ok(s2.lock().map(|r| r.clone()).unwrap_or_default());
-    let mut config = EngineConfig::new(PathBuf::from("/nonexistent/Tiltfile"), Arc::new(loader), Mode::Up);
+    let mut config = EngineConfig::new(
+        PathBuf::from("/nonexistent/Tiltfile"),
+        Arc::new(loader),
+        Mode::Up,
+    );
     config.watch = false;
     config.stop_grace = Duration::from_secs(5);
     let (handle, task) = engine::start(config);
@@ -90,13 +96,18 @@ async fn triggers_run_manual_and_auto_init_false_resources() {
     handle.trigger("lazy").await.expect("trigger lazy");
     let st = until(&handle, |s| ok(s, "lazy")).await;
     assert_eq!(
-        st.resource("lazy").and_then(|r| r.last_build()).map(|b| b.reason.clone()),
+        st.resource("lazy")
+            .and_then(|r| r.last_build())
+            .map(|b| b.reason.clone()),
         Some(BuildReason::Trigger)
     );
     handle.trigger("manual").await.expect("trigger manual");
     until(&handle, |s| builds(s, "manual") == 2 && ok(s, "manual")).await;
 
-    assert_eq!(handle.trigger("off").await, Err(EngineError::Disabled("off".into())));
+    assert_eq!(
+        handle.trigger("off").await,
+        Err(EngineError::Disabled("off".into()))
+    );
     assert_eq!(
         handle.trigger("nope").await,
         Err(EngineError::UnknownResource("nope".into()))
@@ -115,13 +126,22 @@ async fn reload_restarts_changed_adds_new_and_keeps_unchanged() {
     until(&handle, |s| ok(s, "same") && ok(s, "changes")).await;
     {
         let mut r = shared.lock().expect("lock");
-        r.resources = vec![local("same", "true"), local("changes", "echo two"), local("added", "true")];
+        r.resources = vec![
+            local("same", "true"),
+            local("changes", "echo two"),
+            local("added", "true"),
+        ];
     }
     handle.reload();
-    let st = until(&handle, |s| builds(s, "changes") == 2 && ok(s, "changes") && ok(s, "added")).await;
+    let st = until(&handle, |s| {
+        builds(s, "changes") == 2 && ok(s, "changes") && ok(s, "added")
+    })
+    .await;
     assert_eq!(builds(&st, "same"), 1);
     assert_eq!(
-        st.resource("changes").and_then(|r| r.last_build()).map(|b| b.reason.clone()),
+        st.resource("changes")
+            .and_then(|r| r.last_build())
+            .map(|b| b.reason.clone()),
         Some(BuildReason::TiltfileChange)
     );
     assert_eq!(st.tiltfile.history.len(), 2);
@@ -137,9 +157,16 @@ async fn failed_builds_record_the_error() {
     };
     let (handle, task, _) = start(result);
     let st = until(&handle, |s| builds(s, "bad") == 1).await;
-    let b = st.resource("bad").and_then(|r| r.last_build()).cloned().expect("build");
+    let b = st
+        .resource("bad")
+        .and_then(|r| r.last_build())
+        .cloned()
+        .expect("build");
     assert_eq!(b.result, Some(BuildResult::Failure));
-    assert_eq!(b.error.as_deref(), Some("Command \"exit 4\" failed: exit status 4"));
+    assert_eq!(
+        b.error.as_deref(),
+        Some("Command \"exit 4\" failed: exit status 4")
+    );
     assert!(b.end.is_some() && b.duration.is_some());
     handle.shutdown(false);
     task.await.expect("engine task");

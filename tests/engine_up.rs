@@ -12,8 +12,9 @@ fn file_change_reruns_only_the_affected_resource() {
         r#"
 local_resource('frontend', cmd='echo run >> {out}/frontend', deps=['web'])
 local_resource('backend', cmd='echo run >> {out}/backend', deps=['api'], ignore=['api/*.log'])
-local_resource('manual', cmd='echo run >> {out}/manual', deps=['api'], trigger_mode=TRIGGER_MODE_MANUAL)
-local_resource('lazy', cmd='echo run >> {out}/lazy', deps=['api'], auto_init=False)
+local_resource('manual', cmd='echo run >> {out}/manual', deps=['api'], ignore=['api/*.log'],
+  trigger_mode=TRIGGER_MODE_MANUAL)
+local_resource('lazy', cmd='echo run >> {out}/lazy', deps=['api'], ignore=['api/*.log'], auto_init=False)
 "#,
     );
     p.write("web/index.html", "v1");
@@ -139,7 +140,7 @@ fn serve_cmd_restarts_after_cmd_update_and_after_a_crash() {
     let p = Project::new(&format!(
         r#"
 local_resource('srv', cmd='echo build >> {{out}}/build', deps=['src'],
-  serve_cmd='echo start >> {{out}}/starts; sleep {m}')
+  serve_cmd='echo start >> {{out}}/starts; exec sleep {m}')
 local_resource('crashy', serve_cmd='echo start >> {{out}}/crashy; exit 7')
 "#
     ));
@@ -166,8 +167,8 @@ fn output_is_prefixed_with_padded_resource_names() {
         "local_resource('x', cmd='echo from-x')\nlocal_resource('longer-name', cmd='echo from-long')\n",
     );
     let up = Up::start(&p, &[]);
-    up.wait_for("from-long");
-    let out = up.wait_for("from-x");
+    up.wait_for_count(1, |l| l.ends_with("│ from-x"));
+    let out = up.wait_for_count(1, |l| l.ends_with("│ from-long"));
     assert!(out.iter().any(|l| l == "          x │ from-x"), "{out:#?}");
     assert!(
         out.iter().any(|l| l == "longer-name │ from-long"),

@@ -104,6 +104,7 @@ pub(super) async fn run(
         }
     }
     Arc::make_mut(&mut d.state.tiltfile).path = d.cfg.tiltfile.clone();
+    d.update_watches();
     d.start_load(BuildReason::Initial);
     d.publish();
     loop {
@@ -235,6 +236,12 @@ impl Dispatcher {
                 config_files: r.config_files.clone(),
             }),
         });
+        // Register watches before reporting, so an edit made right after the report is seen.
+        match &result {
+            Ok(_) => self.failed_config_files.clear(),
+            Err(e) => self.failed_config_files = e.config_files.clone(),
+        }
+        self.update_watches_with(result.as_ref().ok());
         match result {
             Ok(new) => {
                 for w in &new.warnings {
@@ -247,7 +254,6 @@ impl Dispatcher {
                         fmt_duration(record.duration)
                     ),
                 );
-                self.failed_config_files.clear();
                 {
                     let ts = Arc::make_mut(&mut self.state.tiltfile);
                     ts.error = None;
@@ -269,7 +275,6 @@ impl Dispatcher {
                         "Tiltfile failed to load; the previous resources keep running until it is fixed",
                     );
                 }
-                self.failed_config_files = e.config_files.clone();
                 Arc::make_mut(&mut self.state.tiltfile).error = Some(e.message);
             }
         }
@@ -279,7 +284,6 @@ impl Dispatcher {
             ts.history.pop_front();
         }
         ts.history.push_back(record);
-        self.update_watches();
         if let Some(reason) = self.reload_again.take() {
             self.start_load(reason);
         }
@@ -347,16 +351,25 @@ impl Dispatcher {
         self.max_parallel = new.settings.max_parallel_updates.max(1) as usize;
         self.result = Some(new);
         self.dirty = true;
+        self.publish();
     }
 
     fn update_watches(&mut self) {
-        let Some(watcher) = self.watcher.as_mut() else {
+        let result = self.result.take();
+        self.update_watches_with(result.as_ref());
+        self.result = result;
+    }
+
+    /// Watches the config files and the deps of `result` (the running one when `None`).
+    fn update_watches_with(&mut self, result: Option<&TiltfileResult>) {
+        if self.watcher.is_none() {
             return;
-        };
+        }
+        let result = result.or(self.result.as_ref());
         let mut config: Vec<PathBuf> = vec![self.cfg.tiltfile.clone()];
         let mut sets = Vec::new();
         let mut problems = Vec::new();
-        if let Some(r) = &self.result {
+        if let Some(r) = result {
             config.extend(r.config_files.iter().cloned());
             for res in r.resources.iter().filter(|r| r.enabled) {
                 let Some(local) = &res.local else { continue };
@@ -390,6 +403,9 @@ impl Dispatcher {
             paths: config,
             ignore: IgnoreMatcher::with_builtins::<&str>(&[]).unwrap_or_default(),
         });
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
         let errors = watcher.set(sets);
         for (name, p) in problems {
             self.error(&name, p);

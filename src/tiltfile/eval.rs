@@ -23,15 +23,15 @@ use starlark_derive::starlark_value;
 
 use super::diagnostics::{self, SourceInfo};
 use super::state::State;
-use super::while_rewrite;
 use super::{assemble, builtins, extensions};
+use super::{source_rewrite, while_rewrite};
 
 /// Upper bound on Starlark work for one evaluation (calls and loop iterations), so a
 /// runaway `while True:` becomes an error instead of a hang.
 const MAX_TICKS: u64 = 200_000_000;
 
 /// Tilt's dialect: top-level statements, lambdas, nested defs, no types, no f-strings.
-fn tilt_dialect() -> Dialect {
+pub fn tilt_dialect() -> Dialect {
     Dialect {
         enable_def: true,
         enable_lambda: true,
@@ -170,10 +170,8 @@ impl Evaluation {
             }
         };
         let filename = path.to_string_lossy().into_owned();
-        let (source, line_map) = match while_rewrite::rewrite(&original) {
-            Some((rewritten, map)) => (rewritten, Some(map)),
-            None => (original.clone(), None),
-        };
+        let (source, line_map) =
+            source_rewrite::rewrite(&original).unwrap_or_else(|| (original.clone(), None));
         self.sources
             .borrow_mut()
             .insert(filename.clone(), SourceInfo { original, line_map });

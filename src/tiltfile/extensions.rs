@@ -73,15 +73,15 @@ pub fn resolve(name: &str, state: &State) -> Result<PathBuf, ExtensionError> {
     }
     let mut looked = Vec::new();
     let object_name = name.replace('/', "-");
-    if let Some((repo_name, repo_path)) = state.extensions.get(&object_name) {
-        if let Some(url) = state.extension_repos.get(repo_name) {
-            let dir = repo_dir(repo_name, url)?;
-            let candidate = dir.join(repo_path).join("Tiltfile");
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-            looked.push(candidate.display().to_string());
+    if let Some((repo_name, repo_path)) = state.extensions.get(&object_name)
+        && let Some(url) = state.extension_repos.get(repo_name)
+    {
+        let dir = repo_dir(repo_name, url)?;
+        let candidate = dir.join(repo_path).join("Tiltfile");
+        if candidate.is_file() {
+            return Ok(candidate);
         }
+        looked.push(candidate.display().to_string());
     }
     let host = name.split('/').next().unwrap_or(name);
     let mut repos: Vec<(&String, &String)> = state

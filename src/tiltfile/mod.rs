@@ -2,16 +2,20 @@
 //!
 //! Flow: [`evaluate`] sets up the [`state::State`] and globals, [`eval`] runs the main file
 //! (rewriting `while` loops first, resolving `load()`s), builtins in [`builtins`] record
-//! declarations, and [`assemble`] turns them into the model. Errors are rendered by
-//! [`diagnostics`] with file:line:col and the source line. The interpreter runs on the calling
-//! thread: starlark values are not `Send`, the result is.
+//! declarations (Docker Compose files are read natively by [`compose_file`]), and [`assemble`]
+//! turns them into the model. Errors are rendered by [`diagnostics`] with file:line:col and
+//! the source line. The interpreter runs on the calling thread: starlark values are not
+//! `Send`, the result is.
 
 mod assemble;
 mod builtins;
+mod compose_file;
 mod diagnostics;
 mod eval;
 mod extensions;
 mod ignore_patterns;
+mod k8s_objects;
+mod source_rewrite;
 mod state;
 mod suggest;
 mod values;
@@ -64,6 +68,16 @@ fn absolute(path: &Path) -> PathBuf {
     values::clean_path(&abs)
 }
 
+/// Parses a Starlark file as Tilt's dialect (with `while`) without running it: a syntax check
+/// used to test compatibility against large corpora of real Tiltfiles.
+pub fn parse_check(path: &Path) -> Result<(), String> {
+    let source = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let source = source_rewrite::rewrite(&source).map_or(source, |(rewritten, _)| rewritten);
+    starlark::syntax::AstModule::parse(&path.to_string_lossy(), source, &eval::tilt_dialect())
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// Evaluates the Tiltfile at `options.path`.
 pub fn evaluate(options: &EvalOptions) -> Result<TiltfileResult, TiltfileError> {
     evaluate_with_log(options).map(|e| e.result)
@@ -87,10 +101,8 @@ pub fn evaluate_with_log(options: &EvalOptions) -> Result<Evaluated, TiltfileErr
     }
     builtins::EnvOverlay::reset();
     let mut state = state::State {
-        main_path: main_path.clone(),
         main_dir: main_dir.clone(),
         args: options.args.clone(),
-        subcommand: options.subcommand.clone(),
         ..Default::default()
     };
     let (context, namespace) = crate::kubeconfig::current_context();

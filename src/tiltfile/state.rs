@@ -1,13 +1,13 @@
 //! What builtins record while a Tiltfile runs: declarations as plain Rust data, the stack of
 //! files being executed, and every file read. Assembly (`assemble`) turns it into the model.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
 use crate::model::{
-    ComposeSpec, CustomDeploySpec, ImageTarget, Link, LocalSpec, PortForward, Settings, TriggerMode,
+    CustomDeploySpec, ImageTarget, Link, LocalSpec, PortForward, Settings, TriggerMode,
 };
 
 /// One Kubernetes object registered with `k8s_yaml`.
@@ -21,6 +21,8 @@ pub struct K8sObject {
     pub value: Json,
     /// The YAML document text, re-serialised from `value`.
     pub yaml: String,
+    /// The Starlark stack where `k8s_yaml` registered the object (for duplicate errors).
+    pub registered_at: String,
 }
 
 impl K8sObject {
@@ -42,27 +44,16 @@ impl K8sObject {
     }
 }
 
-/// `k8s_kind(...)` registrations.
+/// One `k8s_kind(...)` / `k8s_image_json_path(...)` registration (each call adds one).
 #[derive(Debug, Clone)]
 pub struct K8sKind {
-    pub kind: regex::Regex,
-    pub api_version: Option<regex::Regex>,
-    pub image_json_paths: Vec<String>,
-    pub image_object: Option<(String, String, String)>,
+    pub selector: crate::tiltfile::k8s_objects::ObjectSelector,
+    pub image_locators: Vec<crate::tiltfile::k8s_objects::ImageLocator>,
+    /// `wait`, `ignore`, `succeeded`, or empty.
     pub pod_readiness: String,
 }
 
-/// `k8s_image_json_path(...)` registrations.
-#[derive(Debug, Clone)]
-pub struct K8sImagePath {
-    pub paths: Vec<String>,
-    pub api_version: Option<regex::Regex>,
-    pub kind: Option<regex::Regex>,
-    pub name: Option<regex::Regex>,
-    pub namespace: Option<regex::Regex>,
-}
-
-/// Options from `k8s_resource(...)` calls, accumulated per workload name.
+/// Options from one `k8s_resource(...)` call; calls are applied in order after assembly.
 #[derive(Debug, Clone, Default)]
 pub struct K8sResourceOptions {
     pub workload: String,
@@ -77,6 +68,10 @@ pub struct K8sResourceOptions {
     pub links: Vec<Link>,
     pub labels: Vec<String>,
     pub discovery_strategy: String,
+    /// `workload` was empty: this call creates a resource from `objects`.
+    pub manually_grouped: bool,
+    /// `file:line:col` of the call, for assembly errors.
+    pub position: String,
 }
 
 /// A `local_resource` declaration.
@@ -99,28 +94,52 @@ pub struct CustomDeployDecl {
     pub image_deps: Vec<String>,
 }
 
-/// One compose service and the `dc_resource` options applied to it.
+/// One service of a Docker Compose project, as `docker_compose` read it.
 #[derive(Debug, Clone)]
 pub struct ComposeService {
+    /// The resource name: the service name, or `dc_resource(new_name=)`.
     pub name: String,
-    pub spec: ComposeSpec,
+    /// The service's name in the compose files.
+    pub service: String,
+    /// The merged service definition.
+    pub config: Json,
+    /// Resource names of the services it depends on (rewritten by renames).
     pub depends_on: Vec<String>,
-    pub image: Option<String>,
+    /// The image the service runs: `image:` or compose's default `<project>_<service>`.
+    pub image: String,
+    /// Absolute `.dockerignore` path of a compose-managed build (for the watch list).
+    pub build_dockerignore: Option<PathBuf>,
     pub published_ports: Vec<u16>,
 }
 
+/// Options from `dc_resource(...)` calls, accumulated per resource name.
 #[derive(Debug, Clone, Default)]
 pub struct DcResourceOptions {
-    pub name: String,
+    /// The deprecated `image=` override used for matching builds.
     pub image: Option<String>,
     pub trigger_mode: Option<TriggerMode>,
+    /// `dc_resource(resource_deps=)` plus `depends_on`, as Tilt keeps them.
     pub resource_deps: Vec<String>,
     pub links: Vec<Link>,
     pub labels: Vec<String>,
     pub auto_init: Option<bool>,
-    pub project_name: String,
-    pub new_name: String,
-    pub infer_links: bool,
+    pub infer_links: Option<bool>,
+}
+
+/// One Docker Compose project: every `docker_compose` call with the same project name.
+#[derive(Debug, Clone)]
+pub struct ComposeProject {
+    pub name: String,
+    /// The project directory: the first compose file's directory, else the Tiltfile's.
+    pub project_dir: PathBuf,
+    pub config_files: Vec<PathBuf>,
+    pub env_file: Option<PathBuf>,
+    pub profiles: Vec<String>,
+    pub wait: bool,
+    /// Enabled services in order.
+    pub services: Vec<ComposeService>,
+    /// `dc_resource` options keyed by resource name; they outlive re-reads of the project.
+    pub options: BTreeMap<String, DcResourceOptions>,
 }
 
 /// The declared value of a `config.define_*` setting.
@@ -142,29 +161,28 @@ pub struct ConfigDef {
 /// Everything declared so far in this evaluation.
 #[derive(Debug, Default)]
 pub struct State {
-    pub main_path: PathBuf,
     pub main_dir: PathBuf,
     pub args: Vec<String>,
-    pub subcommand: String,
     /// Files being executed, innermost last; relative paths resolve against the last one.
     pub exec_stack: Vec<PathBuf>,
     pub config_files: Vec<PathBuf>,
+    pub config_file_set: HashSet<PathBuf>,
     pub warnings: Vec<String>,
     pub log: Vec<String>,
 
     pub images: Vec<ImageTarget>,
     pub k8s_objects: Vec<K8sObject>,
     pub k8s_kinds: Vec<K8sKind>,
-    pub k8s_image_paths: Vec<K8sImagePath>,
+    /// Whether the built-in `Job`/`CronJob` kinds were added to `k8s_kinds`.
+    pub k8s_kinds_initialized: bool,
     pub k8s_resource_options: Vec<K8sResourceOptions>,
     pub workload_to_resource_fn: bool,
     /// Names computed by `workload_to_resource_function`, keyed by object index.
     pub workload_names: HashMap<usize, String>,
     pub locals: Vec<LocalDecl>,
     pub custom_deploys: Vec<CustomDeployDecl>,
-    pub compose_services: Vec<ComposeService>,
-    pub compose_projects: Vec<(String, Vec<PathBuf>)>,
-    pub dc_options: Vec<DcResourceOptions>,
+    /// Docker Compose projects in the order they were first declared.
+    pub compose_projects: Vec<ComposeProject>,
 
     pub settings: Settings,
     pub trigger_mode_set: bool,
@@ -195,7 +213,7 @@ impl State {
 
     /// Records a file the evaluation read, once.
     pub fn record_file(&mut self, path: &Path) {
-        if !self.config_files.iter().any(|p| p == path) {
+        if self.config_file_set.insert(path.to_path_buf()) {
             self.config_files.push(path.to_path_buf());
         }
     }
@@ -216,7 +234,12 @@ impl State {
         out.extend(
             self.custom_deploys
                 .iter()
-                .map(|c| (c.name.as_str(), "k8s_custom_deploy")),
+                .map(|c| (c.name.as_str(), "k8s_resource")),
+        );
+        out.extend(
+            self.compose_projects
+                .iter()
+                .flat_map(|p| p.services.iter().map(|s| (s.name.as_str(), "dc_resource"))),
         );
         out
     }

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use allocative::Allocative;
 use starlark::values::dict::DictRef;
 use starlark::values::list::ListRef;
-use starlark::values::none::NoneType;
 use starlark::values::tuple::TupleRef;
 use starlark::values::{
     Heap, NoSerialize, ProvidesStaticType, StarlarkPagable, StarlarkValue, Value, ValueLike,
@@ -151,11 +150,6 @@ pub fn arg_error(function: &str, param: &str, msg: impl fmt::Display) -> starlar
 /// A plain builtin error, prefixed with the builtin's name.
 pub fn builtin_error(function: &str, msg: impl fmt::Display) -> starlark::Error {
     starlark::Error::new_other(anyhow::anyhow!("{function}: {msg}"))
-}
-
-/// True when `v` is None or absent.
-pub fn is_none(v: Option<Value>) -> bool {
-    v.is_none_or(|v| v.is_none())
 }
 
 /// A str or a Blob, as text.
@@ -343,9 +337,4 @@ pub fn clean_path(path: &Path) -> PathBuf {
         out.push(".");
     }
     out
-}
-
-/// Returns `NoneType` for builtins that return None.
-pub fn none() -> starlark::Result<NoneType> {
-    Ok(NoneType)
 }

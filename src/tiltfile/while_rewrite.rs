@@ -131,12 +131,11 @@ fn find_while_statements(src: &str) -> Vec<WhileStmt> {
                 && bytes
                     .get(i + 5)
                     .is_some_and(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+                && let Some(stmt) = parse_while_header(src, i, &src[indent_start..i])
             {
-                if let Some(stmt) = parse_while_header(src, i, &src[indent_start..i]) {
-                    i = stmt.line_end;
-                    found.push(stmt);
-                    continue;
-                }
+                i = stmt.line_end;
+                found.push(stmt);
+                continue;
             }
         }
         match b {
@@ -156,11 +155,9 @@ fn find_while_statements(src: &str) -> Vec<WhileStmt> {
                 i += 2;
                 continue;
             }
-            b'\n' => {
-                if depth == 0 {
-                    line_start = true;
-                    indent_start = i + 1;
-                }
+            b'\n' if depth == 0 => {
+                line_start = true;
+                indent_start = i + 1;
             }
             _ => {}
         }
@@ -209,7 +206,7 @@ fn parse_while_header(src: &str, start: usize, indent: &str) -> Option<WhileStmt
 }
 
 /// Returns the index just past the string literal starting at `i` (handles triple quotes).
-fn skip_string(bytes: &[u8], i: usize) -> usize {
+pub fn skip_string(bytes: &[u8], i: usize) -> usize {
     let quote = bytes[i];
     let triple = bytes.get(i + 1) == Some(&quote) && bytes.get(i + 2) == Some(&quote);
     let mut j = if triple { i + 3 } else { i + 1 };

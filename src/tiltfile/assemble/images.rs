@@ -74,10 +74,10 @@ fn from_refs(dockerfile: &str, build_args: &BTreeMap<String, String>) -> Vec<Str
                 if !stages.contains(&image.to_ascii_lowercase()) {
                     refs.push(image);
                 }
-                if let (Some(as_kw), Some(stage)) = (rest.get(1), rest.get(2)) {
-                    if as_kw.eq_ignore_ascii_case("as") {
-                        stages.push(stage.to_ascii_lowercase());
-                    }
+                if let (Some(as_kw), Some(stage)) = (rest.get(1), rest.get(2))
+                    && as_kw.eq_ignore_ascii_case("as")
+                {
+                    stages.push(stage.to_ascii_lowercase());
                 }
             }
             _ => {}
@@ -99,30 +99,31 @@ fn substitute(text: &str, args: &BTreeMap<String, String>) -> String {
 /// Fills `image_deps` from Dockerfiles; `custom_build` deps must name declared images.
 pub fn link_image_deps(images: &mut [ImageTarget]) -> Result<(), String> {
     let refs: Vec<String> = images.iter().map(|i| i.image_ref.clone()).collect();
-    for i in 0..images.len() {
-        match images[i].builder {
+    for image in images.iter_mut() {
+        match image.builder {
             Builder::Docker => {
-                let mut deps = Vec::new();
-                for base in from_refs(&images[i].dockerfile_contents, &images[i].build_args) {
+                let mut deps: Vec<String> = Vec::new();
+                for base in from_refs(&image.dockerfile_contents, &image.build_args) {
                     if let Some(dep) = refs
                         .iter()
-                        .find(|r| *r != &images[i].image_ref && ref_matches(r, &base))
+                        .find(|r| **r != image.image_ref && ref_matches(r, &base))
+                        && !deps.contains(dep)
                     {
-                        if !deps.contains(dep) {
-                            deps.push(dep.clone());
-                        }
+                        deps.push(dep.clone());
                     }
                 }
-                images[i].image_deps = deps;
+                image.image_deps = deps;
             }
             Builder::Custom => {
-                for dep in &images[i].image_deps {
-                    if !refs.iter().any(|r| ref_matches(r, dep)) {
-                        return Err(format!(
-                            "image {:?}: image dep {dep:?} not found",
-                            images[i].image_ref
-                        ));
-                    }
+                if let Some(dep) = image
+                    .image_deps
+                    .iter()
+                    .find(|d| !refs.iter().any(|r| ref_matches(r, d)))
+                {
+                    return Err(format!(
+                        "image {:?}: image dep {dep:?} not found",
+                        image.image_ref
+                    ));
                 }
             }
         }

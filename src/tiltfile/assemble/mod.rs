@@ -25,12 +25,8 @@ pub fn assemble(mut state: State) -> Result<TiltfileResult, String> {
     images::link_image_deps(&mut state.images)?;
 
     let k8s = k8s::assemble(&mut state)?;
+    // Kubernetes and Docker Compose resources may be mixed, as in current Tilt.
     let compose = compose::assemble(&mut state)?;
-    if !compose.resources.is_empty() && (!k8s.resources.is_empty() || k8s.uncategorized.is_some()) {
-        return Err(
-            "can't declare both k8s resources/entities and docker-compose resources".to_owned(),
-        );
-    }
 
     let has_compose = !compose.resources.is_empty();
     let mut resources: Vec<Resource> = k8s.resources;
@@ -102,7 +98,7 @@ fn check_duplicate_names(resources: &[Resource]) -> Result<(), String> {
         if !seen.insert(r.name.as_str()) {
             let kind = match r.kind {
                 ResourceType::Local => "local_resource",
-                ResourceType::DockerCompose => "docker_compose resource",
+                ResourceType::DockerCompose => "dc_resource",
                 ResourceType::K8s | ResourceType::K8sCustomDeploy => "k8s_resource",
             };
             return Err(format!("{kind} named {:?} already exists", r.name));

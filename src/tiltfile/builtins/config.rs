@@ -56,13 +56,11 @@ fn define(
             format!("{name} defined multiple times"),
         ));
     }
-    if args {
-        if let Some((other, _)) = state.config_defs.iter().find(|(_, d)| d.args) {
-            return Err(builtin_error(
-                function,
-                format!("both {other} and {name} are defined as positional args"),
-            ));
-        }
+    if args && let Some((other, _)) = state.config_defs.iter().find(|(_, d)| d.args) {
+        return Err(builtin_error(
+            function,
+            format!("both {other} and {name} are defined as positional args"),
+        ));
     }
     state.config_defs.insert(
         name.to_owned(),
@@ -110,10 +108,8 @@ fn set_value(
             let entry = values
                 .entry(name.to_owned())
                 .or_insert_with(|| Json::Array(Vec::new()));
-            if from_cli {
-                if let Json::Array(items) = entry {
-                    items.push(Json::String(raw.to_owned()));
-                }
+            if from_cli && let Json::Array(items) = entry {
+                items.push(Json::String(raw.to_owned()));
             }
         }
         ConfigKind::Bool => {
@@ -321,16 +317,16 @@ fn config_builtins(builder: &mut GlobalsBuilder) {
         let values = {
             let mut state = ev.state.borrow_mut();
             let dir = state.cwd();
-            if let Some(prev) = &state.config_parse_dir {
-                if prev != &dir {
-                    return Err(builtin_error(
-                        "config.parse",
-                        format!(
-                            "config.parse can only be called from one Tiltfile (already called from {})",
-                            prev.display()
-                        ),
-                    ));
-                }
+            if let Some(prev) = &state.config_parse_dir
+                && prev != &dir
+            {
+                return Err(builtin_error(
+                    "config.parse",
+                    format!(
+                        "config.parse can only be called from one Tiltfile (already called from {})",
+                        prev.display()
+                    ),
+                ));
             }
             state.config_parse_dir = Some(dir.clone());
             state.config_parsed = true;

@@ -2,6 +2,9 @@
 //! and records a declaration in the evaluation's [`State`](super::state::State); nothing runs
 //! here except what Tilt also runs at load time (`local`, `helm`, `kustomize`).
 
+// Tilt's builtins take many parameters by API definition (docker_build has 21).
+#![allow(clippy::too_many_arguments)]
+
 mod common;
 mod compose;
 mod config;

@@ -254,16 +254,16 @@ impl V1Constructor {
         let ev = ctx(eval)?;
         let mut state = ev.state.borrow_mut();
         let key = (self.name.to_owned(), name.clone());
-        if let Some(existing) = state.v1alpha1_objects.get(&key) {
-            if existing != &spec {
-                return Err(builtin_error(
-                    function,
-                    format!(
-                        "{} {name:?} already registered with a different spec",
-                        self.name
-                    ),
-                ));
-            }
+        if let Some(existing) = state.v1alpha1_objects.get(&key)
+            && existing != &spec
+        {
+            return Err(builtin_error(
+                function,
+                format!(
+                    "{} {name:?} already registered with a different spec",
+                    self.name
+                ),
+            ));
         }
         let text = |k: &str| {
             spec.get(k)
