@@ -31,6 +31,7 @@ for run in 1 2 3 4 5; do
 done
 
 echo "== up idle (${IDLE_SECS}s after settling)"
+: > "$WORK/up.log"
 "$BIN" up > "$WORK/up.log" 2>&1 &
 UP=$!
 n=0
@@ -50,6 +51,7 @@ echo "== edit-to-start latency (50 edits)"
 mkdir -p "$WORK/e/src"; echo 0 > "$WORK/e/src/f"
 echo "local_resource('app', cmd='date +%s%N >> $WORK/starts', deps=['src'])" > "$WORK/e/Tiltfile"
 cd "$WORK/e"
+: > "$WORK/e.log"
 "$BIN" up > "$WORK/e.log" 2>&1 &
 UP=$!
 while [ ! -s "$WORK/starts" ]; do sleep 0.05; done

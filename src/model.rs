@@ -21,6 +21,10 @@ pub struct TiltfileResult {
     /// Every file the evaluation read; a change to any of them re-runs the Tiltfile.
     pub config_files: Vec<PathBuf>,
     pub warnings: Vec<String>,
+    /// Changes the Tiltfile made to the environment (`os.putenv`, `os.environ[...] = `,
+    /// `os.unsetenv`; `null` means unset), applied to every process tiltrs starts, as Tilt's
+    /// own process environment would carry them.
+    pub env: BTreeMap<String, Option<String>>,
 }
 
 impl TiltfileResult {
@@ -114,8 +118,10 @@ pub struct K8sSpec {
     pub port_forwards: Vec<PortForward>,
     /// `wait`, `ignore` or `succeeded`.
     pub pod_readiness: String,
-    /// The YAML documents of the objects, in the order they were declared.
-    pub yaml: Vec<String>,
+    /// The objects themselves, in the order they were declared. Kept in memory for the
+    /// runtime; left out of `tiltfile-result` output, which lists their ids.
+    #[serde(skip_serializing, default)]
+    pub manifests: Vec<serde_json::Value>,
     pub extra_pod_selectors: Vec<BTreeMap<String, String>>,
     pub discovery_strategy: String,
     /// Set for `k8s_custom_deploy` resources.

@@ -488,8 +488,15 @@ impl Dispatcher {
         }
     }
 
+    /// What every command gets on top of tiltrs's environment: the variables the Tiltfile set
+    /// (`os.putenv`, `dotenv`, ...), then `TILT_HOST`/`TILT_PORT`.
     fn tilt_env(&self) -> BTreeMap<String, String> {
-        let mut env = BTreeMap::new();
+        let mut env: BTreeMap<String, String> = self
+            .result
+            .iter()
+            .flat_map(|r| r.env.iter())
+            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+            .collect();
         env.insert("TILT_HOST".to_string(), self.cfg.web_host.clone());
         env.insert("TILT_PORT".to_string(), self.cfg.web_port.to_string());
         env

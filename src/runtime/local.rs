@@ -293,9 +293,11 @@ async fn supervise(
             },
             status = wait_running(&mut running) => {
                 let Some(r) = running.take() else { continue };
-                r.probe_cancel.cancel();
-                drain(r.readers).await;
-                if r.started.elapsed() > Duration::from_secs(30) {
+                let ran_for = r.started.elapsed();
+                // The leader is gone; stop whatever it left running in its group before the
+                // restart starts a second copy.
+                r.stop(Duration::from_millis(500), &kill_now).await;
+                if ran_for > Duration::from_secs(30) {
                     backoff = Duration::from_secs(1);
                 }
                 let restart_in = backoff;

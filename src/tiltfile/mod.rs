@@ -11,6 +11,7 @@ mod assemble;
 mod builtins;
 mod compose_file;
 mod diagnostics;
+mod docker_ref;
 mod eval;
 mod extensions;
 mod ignore_patterns;
@@ -20,6 +21,7 @@ mod state;
 mod suggest;
 mod values;
 mod while_rewrite;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 
@@ -132,7 +134,10 @@ pub fn evaluate_with_log(options: &EvalOptions) -> Result<Evaluated, TiltfileErr
     let config_files = state.config_files.clone();
     let log = state.log.clone();
     match assemble::assemble(state) {
-        Ok(result) => Ok(Evaluated { result, log }),
+        Ok(mut result) => {
+            result.env = builtins::env_overlay_changes();
+            Ok(Evaluated { result, log })
+        }
         Err(message) => Err(TiltfileError {
             message: format!("Error: {message}"),
             config_files,

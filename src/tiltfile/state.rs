@@ -19,8 +19,6 @@ pub struct K8sObject {
     pub api_version: String,
     /// The object as parsed (key order preserved).
     pub value: Json,
-    /// The YAML document text, re-serialised from `value`.
-    pub yaml: String,
     /// The Starlark stack where `k8s_yaml` registered the object (for duplicate errors).
     pub registered_at: String,
 }

@@ -3,7 +3,7 @@
 //! declared builds (registry and tag ignored unless the build's ref has a tag), and the
 //! transitive closure a resource needs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::model::{Builder, ImageTarget};
 
@@ -37,6 +37,38 @@ pub fn ref_matches(build_ref: &str, candidate: &str) -> bool {
     match build_tag {
         Some(t) => tag.as_deref() == Some(t.as_str()),
         None => true,
+    }
+}
+
+/// Declared builds indexed by repository name, to match many image references quickly.
+pub struct BuildIndex<'a> {
+    by_name: HashMap<String, Vec<(Option<String>, &'a ImageTarget)>>,
+}
+
+impl<'a> BuildIndex<'a> {
+    pub fn new(images: &'a [ImageTarget]) -> Self {
+        let mut by_name: HashMap<String, Vec<(Option<String>, &'a ImageTarget)>> = HashMap::new();
+        for image in images {
+            let (name, tag) = split_ref(&image.image_ref);
+            by_name.entry(name).or_default().push((tag, image));
+        }
+        BuildIndex { by_name }
+    }
+
+    /// The build a container image refers to. A build whose ref has a tag matches that exact
+    /// ref; a build without one matches the repository, unless another build of the same
+    /// repository has a tag, in which case it only matches the untagged name (as Tilt does).
+    pub fn find(&self, candidate: &str) -> Option<&'a ImageTarget> {
+        let (name, tag) = split_ref(candidate);
+        let builds = self.by_name.get(&name)?;
+        if let Some((_, exact)) = builds.iter().find(|(t, _)| t.is_some() && *t == tag) {
+            return Some(exact);
+        }
+        let tagged_sibling = builds.iter().any(|(t, _)| t.is_some());
+        builds
+            .iter()
+            .find(|(t, _)| t.is_none() && (!tagged_sibling || tag.is_none()))
+            .map(|(_, image)| *image)
     }
 }
 

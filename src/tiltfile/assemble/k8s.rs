@@ -13,8 +13,7 @@ use crate::tiltfile::k8s_objects::{self, ImageLocator, ObjectSelector};
 use crate::tiltfile::state::{CustomDeployDecl, K8sKind, K8sObject, State};
 use crate::tiltfile::suggest::did_you_mean;
 
-use super::images::{ref_matches, split_ref, with_base_images};
-use crate::model::ImageTarget;
+use super::images::{BuildIndex, ref_matches, with_base_images};
 
 /// Kubernetes resources in Tilt's order, and the `uncategorized` resource if any.
 #[derive(Debug, Default)]
@@ -51,30 +50,6 @@ pub fn initial_kinds() -> Vec<K8sKind> {
         .collect()
 }
 
-/// The declared build a container image refers to. A build whose ref has a tag matches that
-/// exact ref; a build without one matches the repository, unless another build of the same
-/// repository has a tag, in which case it only matches the untagged name (as Tilt does).
-fn match_build<'a>(images: &'a [ImageTarget], candidate: &str) -> Option<&'a ImageTarget> {
-    let (name, tag) = split_ref(candidate);
-    if let Some(exact) = images.iter().find(|i| {
-        let (bn, bt) = split_ref(&i.image_ref);
-        bt.is_some() && bn == name && bt == tag
-    }) {
-        return Some(exact);
-    }
-    images.iter().find(|i| {
-        let (bn, bt) = split_ref(&i.image_ref);
-        if bt.is_some() || bn != name {
-            return false;
-        }
-        let tagged_sibling = images.iter().any(|o| {
-            let (on, ot) = split_ref(&o.image_ref);
-            on == name && ot.is_some()
-        });
-        !tagged_sibling || tag.is_none()
-    })
-}
-
 /// The registered kinds, built-in ones included.
 fn effective_kinds(state: &State) -> Vec<K8sKind> {
     if state.k8s_kinds_initialized {
@@ -92,6 +67,9 @@ struct Finder<'a> {
     kinds: Vec<K8sKind>,
     locators: Vec<ImageLocator>,
     env_images: Vec<String>,
+    builds: BuildIndex<'a>,
+    /// For each object that is a Service with a selector: the selector.
+    service_selectors: Vec<Option<Vec<(String, String)>>>,
 }
 
 impl<'a> Finder<'a> {
@@ -112,6 +90,12 @@ impl<'a> Finder<'a> {
             kinds,
             locators,
             env_images,
+            builds: BuildIndex::new(&state.images),
+            service_selectors: state
+                .k8s_objects
+                .iter()
+                .map(K8sObject::service_selector)
+                .collect(),
         }
     }
 
@@ -248,6 +232,25 @@ impl Res {
     }
 }
 
+/// Why a new Kubernetes resource may not be called `name`, if it may not: another Kubernetes
+/// resource, a local resource or a Docker Compose service already has the name.
+fn name_conflict(state: &State, resources: &[Res], name: &str) -> Option<String> {
+    if resources.iter().any(|r| r.name == name) {
+        Some(format!("k8s_resource named {name:?} already exists"))
+    } else if state.locals.iter().any(|l| l.name == name) {
+        Some(format!("local_resource named {name:?} already exists"))
+    } else if state
+        .compose_projects
+        .iter()
+        .flat_map(|p| p.services.iter())
+        .any(|s| s.name == name)
+    {
+        Some(format!("dc_resource named {name:?} already exists"))
+    } else {
+        None
+    }
+}
+
 /// Moves Services (from `pool`) whose selector matches a pod template of `owner` into `res`.
 /// A Service must have no namespace, or the owner's.
 fn attach_services(
@@ -264,7 +267,11 @@ fn attach_services(
             let o = &state.k8s_objects[idx];
             let same_namespace = o.namespace.is_empty()
                 || o.namespace_or_default() == owner_obj.namespace_or_default();
-            if same_namespace && o.selector_matches_labels(&labels) {
+            let selected = finder.service_selectors[idx].as_ref().is_some_and(|sel| {
+                sel.iter()
+                    .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            });
+            if same_namespace && selected {
                 res.add_entity(idx, finder)?;
             } else {
                 rest.push(idx);
@@ -307,9 +314,9 @@ pub fn assemble(state: &mut State) -> Result<K8sAssembly, String> {
         .collect();
     let names = workload_resource_names(state, &workloads)?;
     for (index, name) in workloads.iter().zip(names) {
-        if resources.iter().any(|r| r.name == name) {
+        if let Some(conflict) = name_conflict(state, &resources, &name) {
             return Err(format!(
-                "error making resource for workload {}: k8s_resource named {name:?} already exists",
+                "error making resource for workload {}: {conflict}",
                 state.k8s_objects[*index].object_id_string()
             ));
         }
@@ -365,9 +372,9 @@ pub fn assemble(state: &mut State) -> Result<K8sAssembly, String> {
                 .collect(),
             port_forwards: Vec::new(),
             pod_readiness: "ignore".to_owned(),
-            yaml: unresourced
+            manifests: unresourced
                 .iter()
-                .map(|i| state.k8s_objects[*i].yaml.clone())
+                .map(|i| state.k8s_objects[*i].value.clone())
                 .collect(),
             extra_pod_selectors: Vec::new(),
             discovery_strategy: String::new(),
@@ -438,11 +445,8 @@ fn apply_options(
 
     for opts in &state.k8s_resource_options {
         let target = if opts.manually_grouped {
-            if resources.iter().any(|r| r.name == opts.new_name) {
-                return Err(format!(
-                    "k8s_resource named {:?} already exists",
-                    opts.new_name
-                ));
+            if let Some(conflict) = name_conflict(state, resources, &opts.new_name) {
+                return Err(conflict);
             }
             let mut res = Res::named(&opts.new_name);
             res.manually_grouped = true;
@@ -582,7 +586,7 @@ fn translate(state: &State, finder: &Finder, res: Res) -> Result<Resource, Strin
     let mut direct: Vec<String> = Vec::new();
     if let Some(custom) = &res.custom {
         for dep in &custom.image_deps {
-            let Some(image) = match_build(&state.images, dep) else {
+            let Some(image) = finder.builds.find(dep) else {
                 return Err(format!(
                     "resource {:?}: image build {dep:?} not found",
                     res.name
@@ -594,7 +598,7 @@ fn translate(state: &State, finder: &Finder, res: Res) -> Result<Resource, Strin
         }
     }
     for found in &res.found_images {
-        if let Some(image) = match_build(&state.images, found)
+        if let Some(image) = finder.builds.find(found)
             && !direct.contains(&image.image_ref)
         {
             direct.push(image.image_ref.clone());
@@ -623,10 +627,10 @@ fn translate(state: &State, finder: &Finder, res: Res) -> Result<Resource, Strin
             .collect(),
         port_forwards: res.port_forwards,
         pod_readiness,
-        yaml: res
+        manifests: res
             .entities
             .iter()
-            .map(|i| state.k8s_objects[*i].yaml.clone())
+            .map(|i| state.k8s_objects[*i].value.clone())
             .collect(),
         extra_pod_selectors: res.extra_pod_selectors,
         discovery_strategy: res.discovery_strategy,
@@ -754,7 +758,8 @@ metadata: {name: cfg}
     #[test]
     fn tagged_siblings_switch_to_exact_matching() {
         let images = vec![build("vandelay/app"), build("vandelay/app:jessie")];
-        let matched = |c: &str| match_build(&images, c).map(|i| i.image_ref.clone());
+        let index = BuildIndex::new(&images);
+        let matched = |c: &str| index.find(c).map(|i| i.image_ref.clone());
         assert_eq!(matched("vandelay/app").as_deref(), Some("vandelay/app"));
         assert_eq!(
             matched("docker.io/vandelay/app:jessie").as_deref(),
@@ -762,8 +767,9 @@ metadata: {name: cfg}
         );
         assert_eq!(matched("vandelay/app:other"), None);
         let single = vec![build("gcr.io/foo")];
-        assert!(match_build(&single, "gcr.io/foo:v1").is_some());
-        assert!(match_build(&single, "gcr.io/bar").is_none());
+        let single = BuildIndex::new(&single);
+        assert!(single.find("gcr.io/foo:v1").is_some());
+        assert!(single.find("gcr.io/bar").is_none());
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub fn assemble(mut state: State) -> Result<TiltfileResult, String> {
         settings: state.settings,
         config_files: state.config_files,
         warnings: state.warnings,
+        env: Default::default(),
     })
 }
 

@@ -3,7 +3,6 @@
 //! rules and its "created but not used" check.
 
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 
 use starlark::environment::GlobalsBuilder;
 use starlark::eval::Evaluator;
@@ -12,6 +11,7 @@ use starlark::values::none::NoneType;
 use starlark::values::{Value, ValueLike};
 
 use crate::model::{Builder, CustomBuildSpec, ImageTarget, LiveUpdateStep};
+use crate::tiltfile::docker_ref::parse_reference;
 use crate::tiltfile::eval::{Evaluation, ctx};
 use crate::tiltfile::ignore_patterns::absolutize;
 use crate::tiltfile::values::{
@@ -23,25 +23,9 @@ pub fn register(b: &mut GlobalsBuilder) {
     docker_builtins(b);
 }
 
-static REFERENCE: LazyLock<regex::Regex> = LazyLock::new(|| {
-    let component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
-    let domain = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?";
-    let pattern = format!(
-        r"^{domain}{component}(?:/{component})*(?::[\w][\w.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?$"
-    );
-    regex::Regex::new(&pattern).unwrap_or_else(|e| panic!("static reference regex: {e}"))
-});
-
 /// Checks `r` parses as a Docker image reference.
 pub fn validate_ref(function: &str, param: &str, r: &str) -> starlark::Result<()> {
-    if r.is_empty() || r.len() > 255 || !REFERENCE.is_match(r) {
-        return Err(arg_error(
-            function,
-            param,
-            format!("can't parse {r:?}: invalid reference format"),
-        ));
-    }
-    Ok(())
+    parse_reference(r).map_err(|e| arg_error(function, param, format!("can't parse {r:?}: {e}")))
 }
 
 /// Registers a new live-update step value.
@@ -501,22 +485,6 @@ fn docker_builtins(builder: &mut GlobalsBuilder) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn references() {
-        for good in [
-            "app",
-            "gcr.io/proj/app:v1",
-            "localhost:5000/a/b",
-            "my_app",
-            "a-b.c/d:tag_1.0",
-        ] {
-            assert!(REFERENCE.is_match(good), "{good}");
-        }
-        for bad in ["App", "a b", ":tag", "a:", "a//b"] {
-            assert!(!REFERENCE.is_match(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn step_order_rules() {

@@ -22,7 +22,7 @@ use std::path::Path;
 
 use starlark::environment::GlobalsBuilder;
 
-pub use os::EnvOverlay;
+pub use os::{EnvOverlay, env_overlay_changes};
 
 /// Registers every builtin, with the per-evaluation values (`config.main_path`, `sys.argv`, ...).
 pub fn register(b: &mut GlobalsBuilder, main_path: &Path, subcommand: &str) {

@@ -41,6 +41,26 @@ fn with_env<R>(f: impl FnOnce(&mut BTreeMap<String, String>) -> R) -> R {
     })
 }
 
+/// How the overlay differs from the process environment: set or changed (`Some`) and
+/// removed (`None`) variables.
+pub fn env_overlay_changes() -> BTreeMap<String, Option<String>> {
+    let process: BTreeMap<String, String> = std::env::vars().collect();
+    with_env(|overlay| {
+        let mut changes: BTreeMap<String, Option<String>> = overlay
+            .iter()
+            .filter(|(k, v)| process.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        changes.extend(
+            process
+                .keys()
+                .filter(|k| !overlay.contains_key(*k))
+                .map(|k| (k.clone(), None)),
+        );
+        changes
+    })
+}
+
 /// The environment load-time commands run with.
 pub fn env_overlay_snapshot() -> BTreeMap<String, String> {
     with_env(|e| e.clone())

@@ -80,14 +80,12 @@ fn push_object(value: Json, out: &mut Vec<K8sObject>) -> Result<(), String> {
             base64_decode(s).map_err(|e| format!("decoding Secret {name:?}: {e}"))?;
         }
     }
-    let yaml = to_yaml(&value)?;
     out.push(K8sObject {
         name,
         kind,
         namespace,
         api_version,
         value,
-        yaml,
         registered_at: String::new(),
     });
     Ok(())
@@ -104,43 +102,9 @@ fn json_type(v: &Json) -> &'static str {
     }
 }
 
-/// JSON to a YAML value with keys sorted. Numbers are rebuilt from their text, since the
-/// JSON numbers here are arbitrary-precision and would not serialise as YAML scalars.
-fn to_yaml_value(value: &Json) -> yaml_serde::Value {
-    use yaml_serde::Value as Y;
-    match value {
-        Json::Null => Y::Null,
-        Json::Bool(b) => Y::Bool(*b),
-        Json::Number(n) => {
-            let text = n.to_string();
-            if let Ok(i) = text.parse::<i64>() {
-                Y::Number(i.into())
-            } else if let Ok(u) = text.parse::<u64>() {
-                Y::Number(u.into())
-            } else if let Ok(f) = text.parse::<f64>() {
-                Y::Number(f.into())
-            } else {
-                Y::String(text)
-            }
-        }
-        Json::String(s) => Y::String(s.clone()),
-        Json::Array(items) => Y::Sequence(items.iter().map(to_yaml_value).collect()),
-        Json::Object(map) => {
-            let mut entries: Vec<(&String, &Json)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            Y::Mapping(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (Y::String(k.clone()), to_yaml_value(v)))
-                    .collect(),
-            )
-        }
-    }
-}
-
 /// One object as a YAML document (keys sorted, as Tilt's serializer writes maps).
 pub fn to_yaml(value: &Json) -> Result<String, String> {
-    yaml_serde::to_string(&to_yaml_value(value)).map_err(|e| e.to_string())
+    crate::tiltfile::yaml::to_yaml_sorted(value)
 }
 
 /// Objects as one YAML stream, separated by `---`.
@@ -355,17 +319,13 @@ impl K8sObject {
             .collect()
     }
 
-    /// Does this Service's selector pick pods with `labels`? A Service without a selector
-    /// selects nothing; only Services are checked.
-    pub fn selector_matches_labels(&self, labels: &[(String, String)]) -> bool {
+    /// The selector of a Service (core group) that has one; other objects select nothing.
+    pub fn service_selector(&self) -> Option<Vec<(String, String)>> {
         if self.kind != "Service" || !self.api_group().is_empty() {
-            return false;
+            return None;
         }
         let selector = string_map(self.value.pointer("/spec/selector"));
-        !selector.is_empty()
-            && selector
-                .iter()
-                .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        (!selector.is_empty()).then_some(selector)
     }
 
     /// Every `metadata` block Tilt's typed decoding would see: the object's own plus those
@@ -714,30 +674,7 @@ pub fn find_images(
     Ok(out)
 }
 
-/// Checks `r` parses as a Docker image reference (`ParseNormalizedNamed`).
-pub fn parse_reference(r: &str) -> Result<(), String> {
-    use std::sync::LazyLock;
-    static REFERENCE: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
-        let component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
-        let domain = r"(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?/)?";
-        regex::Regex::new(&format!(
-            r"^{domain}{component}(?:/{component})*(?::[\w][\w.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?$"
-        ))
-        .ok()
-    });
-    if r.is_empty() {
-        return Err("repository name must have at least one component".to_owned());
-    }
-    let ok = REFERENCE.as_ref().is_some_and(|re| re.is_match(r)) && r.len() <= 255;
-    if ok {
-        return Ok(());
-    }
-    let lowered = r.to_lowercase();
-    if lowered != r && REFERENCE.as_ref().is_some_and(|re| re.is_match(&lowered)) {
-        return Err("invalid reference format: repository name must be lowercase".to_owned());
-    }
-    Err("invalid reference format".to_owned())
-}
+pub use super::docker_ref::parse_reference;
 
 #[cfg(test)]
 mod tests {
@@ -824,10 +761,11 @@ spec:
     fn service_selectors() {
         let objs = parse_objects(DEPLOY).unwrap();
         let labels = &objs[0].template_labels()[0];
-        assert!(objs[1].selector_matches_labels(labels));
-        assert!(!objs[0].selector_matches_labels(labels));
+        let selector = objs[1].service_selector().unwrap();
+        assert!(selector.iter().all(|kv| labels.contains(kv)));
+        assert!(objs[0].service_selector().is_none());
         let bare = parse_objects("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n").unwrap();
-        assert!(!bare[0].selector_matches_labels(labels));
+        assert!(bare[0].service_selector().is_none());
     }
 
     #[test]
