@@ -120,8 +120,8 @@ pub struct K8sSpec {
     pub pod_readiness: String,
     /// The objects themselves, in the order they were declared. Kept in memory for the
     /// runtime; left out of `tiltfile-result` output, which lists their ids.
-    #[serde(skip_serializing, default)]
-    pub manifests: Vec<serde_json::Value>,
+    #[serde(skip)]
+    pub manifests: Vec<std::sync::Arc<serde_json::Value>>,
     pub extra_pod_selectors: Vec<BTreeMap<String, String>>,
     pub discovery_strategy: String,
     /// Set for `k8s_custom_deploy` resources.

@@ -280,6 +280,20 @@ local_resource('env', cmd='echo "$GREETING $TILT_PORT $(pwd)" > {out}/env', env=
 }
 
 #[test]
+fn commands_see_variables_the_tiltfile_set() {
+    let p = Project::new(
+        r#"
+os.putenv('FROM_PUTENV', 'put')
+os.environ['FROM_ENVIRON'] = 'environ'
+local_resource('env', cmd='echo "$FROM_PUTENV $FROM_ENVIRON $OWN" > {out}/env', env={'OWN': 'own'})
+"#,
+    );
+    let o = p.ci(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(p.out_lines("env").join(""), "put environ own");
+}
+
+#[test]
 fn ci_stops_serve_processes_and_their_children_on_success() {
     let m = marker();
     let p = Project::new(&format!(

@@ -45,6 +45,10 @@ fn start(result: TiltfileResult) -> (engine::EngineHandle, tokio::task::JoinHand
     (handle, task, shared)
 }
 
+/// Engines in one process share the registry of process groups that shutdown sweeps, so the
+/// tests here run one at a time (tiltrs itself runs one engine per process).
+static ONE_ENGINE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Waits (event-driven, on the state channel) until `pred` holds.
 async fn until(handle: &engine::EngineHandle, pred: impl Fn(&EngineState) -> bool) -> EngineState {
     let mut rx = handle.store().subscribe();
@@ -78,6 +82,7 @@ fn ok(st: &EngineState, name: &str) -> bool {
 
 #[tokio::test]
 async fn triggers_run_manual_and_auto_init_false_resources() {
+    let _one = ONE_ENGINE_AT_A_TIME.lock().await;
     let mut manual = local("manual", "true");
     manual.trigger_mode = TriggerMode::Manual;
     let mut lazy = local("lazy", "true");
@@ -118,6 +123,7 @@ async fn triggers_run_manual_and_auto_init_false_resources() {
 
 #[tokio::test]
 async fn reload_restarts_changed_adds_new_and_keeps_unchanged() {
+    let _one = ONE_ENGINE_AT_A_TIME.lock().await;
     let result = TiltfileResult {
         resources: vec![local("same", "true"), local("changes", "echo one")],
         ..Default::default()
@@ -151,6 +157,7 @@ async fn reload_restarts_changed_adds_new_and_keeps_unchanged() {
 
 #[tokio::test]
 async fn failed_builds_record_the_error() {
+    let _one = ONE_ENGINE_AT_A_TIME.lock().await;
     let result = TiltfileResult {
         resources: vec![local("bad", "exit 4")],
         ..Default::default()

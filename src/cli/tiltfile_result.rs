@@ -1,5 +1,6 @@
 //! `tiltrs alpha tiltfile-result`: evaluate the Tiltfile and print what it declares as JSON.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -29,7 +30,13 @@ pub fn run(args: TiltfileResultArgs) -> anyhow::Result<ExitCode> {
                     eprintln!("{line}");
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&evaluated.result)?);
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            serde_json::to_writer_pretty(&mut out, &evaluated.result)?;
+            writeln!(out)?;
+            out.flush()?;
+            // The process ends right after this: freeing every object of a large project
+            // would only cost time (about a sixth of a 200-service load).
+            std::mem::forget(evaluated);
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {

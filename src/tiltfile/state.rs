@@ -17,8 +17,8 @@ pub struct K8sObject {
     pub kind: String,
     pub namespace: String,
     pub api_version: String,
-    /// The object as parsed (key order preserved).
-    pub value: Json,
+    /// The object as parsed (key order preserved); shared with the resources that apply it.
+    pub value: std::sync::Arc<Json>,
     /// The Starlark stack where `k8s_yaml` registered the object (for duplicate errors).
     pub registered_at: String,
 }
@@ -170,6 +170,8 @@ pub struct State {
 
     pub images: Vec<ImageTarget>,
     pub k8s_objects: Vec<K8sObject>,
+    /// First object registered under each duplicate key, for Tilt's duplicate check.
+    pub k8s_object_keys: HashMap<(String, String, String, String), usize>,
     pub k8s_kinds: Vec<K8sKind>,
     /// Whether the built-in `Job`/`CronJob` kinds were added to `k8s_kinds`.
     pub k8s_kinds_initialized: bool,

@@ -130,28 +130,24 @@ fn substitute(text: &str, args: &BTreeMap<String, String>) -> String {
 
 /// Fills `image_deps` from Dockerfiles; `custom_build` deps must name declared images.
 pub fn link_image_deps(images: &mut [ImageTarget]) -> Result<(), String> {
-    let refs: Vec<String> = images.iter().map(|i| i.image_ref.clone()).collect();
+    let snapshot: Vec<ImageTarget> = images.to_vec();
+    let index = BuildIndex::new(&snapshot);
     for image in images.iter_mut() {
         match image.builder {
             Builder::Docker => {
                 let mut deps: Vec<String> = Vec::new();
                 for base in from_refs(&image.dockerfile_contents, &image.build_args) {
-                    if let Some(dep) = refs
-                        .iter()
-                        .find(|r| **r != image.image_ref && ref_matches(r, &base))
-                        && !deps.contains(dep)
+                    if let Some(dep) = index.find(&base)
+                        && dep.image_ref != image.image_ref
+                        && !deps.contains(&dep.image_ref)
                     {
-                        deps.push(dep.clone());
+                        deps.push(dep.image_ref.clone());
                     }
                 }
                 image.image_deps = deps;
             }
             Builder::Custom => {
-                if let Some(dep) = image
-                    .image_deps
-                    .iter()
-                    .find(|d| !refs.iter().any(|r| ref_matches(r, d)))
-                {
+                if let Some(dep) = image.image_deps.iter().find(|d| index.find(d).is_none()) {
                     return Err(format!(
                         "image {:?}: image dep {dep:?} not found",
                         image.image_ref

@@ -665,6 +665,7 @@ fn uses_restart_container(state: &State, r: &Resource) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ImageTarget;
     use crate::tiltfile::k8s_objects::parse_objects;
 
     fn state_with(yaml: &str) -> State {

@@ -629,21 +629,26 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
         let ev = ctx(eval)?;
         let mut state = ev.state.borrow_mut();
         for mut object in objects {
-            if !allow_duplicates {
-                let key = object.duplicate_key();
-                if let Some(old) = state.k8s_objects.iter().find(|o| o.duplicate_key() == key) {
-                    return Err(builtin_error(
-                        f,
-                        format!(
-                            "Duplicate YAML: {}\nIgnore this error with k8s_yaml(..., allow_duplicates=True)\nYAML originally registered at: {}",
-                            object.human_ref(),
-                            old.registered_at.replace('\n', "\n  ")
-                        ),
-                    ));
-                }
+            let key = object.duplicate_key();
+            if !allow_duplicates
+                && let Some(old) = state
+                    .k8s_object_keys
+                    .get(&key)
+                    .map(|&i| &state.k8s_objects[i])
+            {
+                return Err(builtin_error(
+                    f,
+                    format!(
+                        "Duplicate YAML: {}\nIgnore this error with k8s_yaml(..., allow_duplicates=True)\nYAML originally registered at: {}",
+                        object.human_ref(),
+                        old.registered_at.replace('\n', "\n  ")
+                    ),
+                ));
             }
             object.registered_at = stack.clone();
+            let index = state.k8s_objects.len();
             state.k8s_objects.push(object);
+            state.k8s_object_keys.entry(key).or_insert(index);
         }
         Ok(NoneType)
     }
@@ -676,7 +681,7 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
                 })
         });
         let serialize = |objs: &[&K8sObject]| {
-            k8s_objects::serialize_stream(objs.iter().map(|o| &o.value))
+            k8s_objects::serialize_stream(objs.iter().map(|o| o.value.as_ref()))
                 .map_err(|e| builtin_error(f, e))
         };
         let matching = serialize(&matching)?;
@@ -1130,10 +1135,12 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
                 if !o.namespace.is_empty() || !o.is_namespaced() {
                     continue;
                 }
-                let meta = o.value.as_object_mut().map(|m| {
-                    m.entry("metadata")
-                        .or_insert_with(|| serde_json::Value::Object(Default::default()))
-                });
+                let meta = std::sync::Arc::make_mut(&mut o.value)
+                    .as_object_mut()
+                    .map(|m| {
+                        m.entry("metadata")
+                            .or_insert_with(|| serde_json::Value::Object(Default::default()))
+                    });
                 if let Some(meta) = meta.and_then(|m| m.as_object_mut()) {
                     meta.insert(
                         "namespace".to_owned(),
@@ -1141,7 +1148,7 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
                     );
                 }
             }
-            yaml = k8s_objects::serialize_stream(objects.iter().map(|o| &o.value))
+            yaml = k8s_objects::serialize_stream(objects.iter().map(|o| o.value.as_ref()))
                 .map_err(|e| builtin_error(f, e))?;
         }
         Ok(Blob(yaml))

@@ -85,7 +85,7 @@ fn push_object(value: Json, out: &mut Vec<K8sObject>) -> Result<(), String> {
         kind,
         namespace,
         api_version,
-        value,
+        value: std::sync::Arc::new(value),
         registered_at: String::new(),
     });
     Ok(())
@@ -841,7 +841,7 @@ spec:
         )
         .unwrap();
         assert_eq!(
-            objs[0].yaml,
+            to_yaml(&objs[0].value).unwrap(),
             "apiVersion: v1\nkind: X\nmetadata:\n  name: a\nspec:\n  big: 18446744073709551615\n  f: 1.5\n  port: 80\n"
         );
     }
