@@ -117,29 +117,34 @@ fn check_step_order(function: &str, steps: &[LiveUpdateStep]) -> starlark::Resul
     Ok(())
 }
 
-/// Every sync source (and `fall_back_on` path) must lie under one of `roots`.
-fn check_paths_under(
+/// Every sync source and `fall_back_on` path must lie under one of `roots` (the build context,
+/// custom_build deps, or k8s_custom_deploy deps, which `context` names in the error).
+pub(super) fn check_paths_under(
     function: &str,
     steps: &[LiveUpdateStep],
     roots: &[PathBuf],
-    what: &str,
+    context: &str,
 ) -> starlark::Result<()> {
     for step in steps {
-        let paths: Vec<&Path> = match step {
-            LiveUpdateStep::Sync { local, .. } => vec![local.as_path()],
-            LiveUpdateStep::FallBackOn(p) => p.iter().map(PathBuf::as_path).collect(),
+        let (what, paths): (&str, Vec<&Path>) = match step {
+            LiveUpdateStep::Sync { local, .. } => ("sync step source", vec![local.as_path()]),
+            LiveUpdateStep::FallBackOn(p) => (
+                "fall_back_on paths",
+                p.iter().map(PathBuf::as_path).collect(),
+            ),
             _ => continue,
         };
-        for p in paths {
-            if !roots.iter().any(|r| p.starts_with(r)) {
-                return Err(builtin_error(
-                    function,
-                    format!(
-                        "live_update: sync step source {:?} is not a child of any watched filepaths ({what})",
-                        p.display().to_string()
-                    ),
-                ));
-            }
+        if let Some(p) = paths
+            .into_iter()
+            .find(|p| !roots.iter().any(|r| p.starts_with(r)))
+        {
+            return Err(builtin_error(
+                function,
+                format!(
+                    "live_update: {what} {:?} is not a child of any watched filepaths ({context})",
+                    p.display().to_string()
+                ),
+            ));
         }
     }
     Ok(())

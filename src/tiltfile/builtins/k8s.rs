@@ -20,7 +20,7 @@ use super::docker::live_update_arg;
 use super::files::{LocalCommand, display_command};
 use super::os::env_overlay_snapshot;
 use super::settings::trigger_mode_arg;
-use crate::model::{CustomDeploySpec, LiveUpdateStep};
+use crate::model::CustomDeploySpec;
 use crate::tiltfile::assemble::k8s::initial_kinds;
 use crate::tiltfile::diagnostics;
 use crate::tiltfile::eval::{Evaluation, ctx};
@@ -554,37 +554,6 @@ fn k8s_objects_yaml(text: &str) -> Result<serde_json::Value, String> {
     }
 }
 
-/// Every sync source (and `fall_back_on` path) of a custom deploy's live update must lie
-/// under one of its deps.
-fn check_live_update_paths(
-    function: &str,
-    steps: &[LiveUpdateStep],
-    deps: &[PathBuf],
-) -> starlark::Result<()> {
-    for step in steps {
-        let (what, paths): (&str, Vec<&Path>) = match step {
-            LiveUpdateStep::Sync { local, .. } => ("sync step source", vec![local.as_path()]),
-            LiveUpdateStep::FallBackOn(p) => (
-                "fall_back_on paths",
-                p.iter().map(PathBuf::as_path).collect(),
-            ),
-            _ => continue,
-        };
-        for p in paths {
-            if !deps.iter().any(|d| p.starts_with(d)) {
-                return Err(builtin_error(
-                    function,
-                    format!(
-                        "live_update: {what} {:?} is not a child of any watched filepaths (the k8s_custom_deploy deps)",
-                        p.display().to_string()
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 const ASSEMBLY_V1_DEPRECATED: &str = "This Tiltfile is using k8s resource assembly version 1, which has been deprecated. See https://docs.tilt.dev/resource_assembly_migration.html for more information.";
 
 /// Why a second `k8s_resource` argument looks like the removed v1 form (`k8s_resource(name,
@@ -987,7 +956,7 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
                 }
                 _ => {}
             }
-            check_live_update_paths(f, &live_update, &deps)?;
+            super::docker::check_paths_under(f, &live_update, &deps, "the k8s_custom_deploy deps")?;
         }
         let resolve = |d: &str| {
             if d.is_empty() {
@@ -1193,7 +1162,7 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
             vec![bin.to_string_lossy().into_owned(), "build".to_owned()]
         };
         argv.extend(flags);
-        argv.push(relative_path(&cwd, &dir));
+        argv.push(super::os::relative(&dir, &cwd));
         let yaml = run_tool(ev, f, &argv, &cwd)?;
         let mut deps = Vec::new();
         kustomize_deps(&dir, &mut deps, 0);
@@ -1202,24 +1171,6 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
             state.record_file(&d);
         }
         Ok(Blob(yaml))
-    }
-}
-
-/// `target` relative to `base` (both absolute and clean), like Go's `filepath.Rel`.
-fn relative_path(base: &Path, target: &Path) -> String {
-    let b: Vec<_> = base.components().collect();
-    let t: Vec<_> = target.components().collect();
-    let common = b.iter().zip(&t).take_while(|(x, y)| x == y).count();
-    let mut parts: Vec<String> = std::iter::repeat_n("..".to_owned(), b.len() - common).collect();
-    parts.extend(
-        t[common..]
-            .iter()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-    );
-    if parts.is_empty() {
-        ".".to_owned()
-    } else {
-        parts.join("/")
     }
 }
 
@@ -1251,12 +1202,5 @@ mod tests {
         let filtered = filter_helm_tests(out);
         assert!(filtered.contains("kind: A"));
         assert!(!filtered.contains("kind: T"));
-    }
-
-    #[test]
-    fn relative_paths() {
-        assert_eq!(relative_path(Path::new("/a/b"), Path::new("/a/b")), ".");
-        assert_eq!(relative_path(Path::new("/a/b"), Path::new("/a/b/c")), "c");
-        assert_eq!(relative_path(Path::new("/a/b"), Path::new("/a/d")), "../d");
     }
 }

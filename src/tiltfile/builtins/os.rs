@@ -373,7 +373,7 @@ fn go_dir(path: &str) -> String {
 }
 
 /// `target` relative to `base`, like Go's `filepath.Rel` for absolute, clean paths.
-fn relative(target: &Path, base: &Path) -> String {
+pub(super) fn relative(target: &Path, base: &Path) -> String {
     let target = clean_path(target);
     let base = clean_path(base);
     let t: Vec<_> = target.components().collect();
