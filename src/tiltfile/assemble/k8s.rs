@@ -293,6 +293,13 @@ fn quoted_list(items: &[String]) -> String {
 const RESTART_CONTAINER_DEPRECATION: &str = "Found `restart_container()` LiveUpdate step in resource(s): [{}]. `restart_container()`  has been deprecated for k8s resources. We recommend the restart_process extension: https://github.com/tilt-dev/tilt-extensions/tree/master/restart_process. For more information, see https://docs.tilt.dev/live_update_reference.html#restarting-your-process";
 
 pub fn assemble(state: &mut State) -> Result<K8sAssembly, String> {
+    if state.k8s_objects.is_empty()
+        && state.custom_deploys.is_empty()
+        && state.k8s_resource_options.is_empty()
+    {
+        // Nothing Kubernetes was declared: skip building selectors and indexes.
+        return Ok(K8sAssembly::default());
+    }
     collect_secrets(state);
     let state: &State = state;
     let finder = Finder::new(state);
