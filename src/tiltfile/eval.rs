@@ -23,6 +23,7 @@ use starlark_derive::starlark_value;
 
 use super::diagnostics::{self, SourceInfo};
 use super::state::State;
+use super::yaml_prefetch::YamlPrefetch;
 use super::{assemble, builtins, extensions};
 use super::{source_rewrite, while_rewrite};
 
@@ -113,6 +114,8 @@ pub struct Evaluation {
     failed_load: RefCell<Option<String>>,
     /// A `workload_to_resource_function` registered in a loaded file.
     workload_fn: RefCell<Option<OwnedFrozenValue>>,
+    /// YAML files being parsed ahead of their `k8s_yaml` calls.
+    pub yaml_prefetch: RefCell<Option<YamlPrefetch>>,
 }
 
 impl Evaluation {
@@ -127,6 +130,7 @@ impl Evaluation {
             rendered_error: RefCell::new(None),
             failed_load: RefCell::new(None),
             workload_fn: RefCell::new(None),
+            yaml_prefetch: RefCell::new(None),
         }
     }
 

@@ -22,6 +22,7 @@ mod suggest;
 mod values;
 mod while_rewrite;
 mod yaml;
+mod yaml_prefetch;
 
 use std::path::{Path, PathBuf};
 
@@ -122,6 +123,10 @@ pub fn evaluate_with_log(options: &EvalOptions) -> Result<Evaluated, TiltfileErr
 
     let globals = eval::build_globals(&main_path, &options.subcommand);
     let evaluation = eval::Evaluation::new(state, globals);
+    if let Ok(source) = std::fs::read_to_string(&main_path) {
+        *evaluation.yaml_prefetch.borrow_mut() =
+            yaml_prefetch::YamlPrefetch::start(&main_dir, &source);
+    }
     let outcome = evaluation.exec_file(&main_path, true);
     let rendered = evaluation.rendered_error.borrow_mut().take();
     let state = evaluation.state.into_inner();

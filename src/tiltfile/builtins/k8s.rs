@@ -128,12 +128,19 @@ fn objects_from_item(
     ev.state.borrow_mut().record_file(&abs);
     let text = read_text(&abs)
         .map_err(|e| builtin_error(function, format!("error reading yaml file: {e}")))?;
-    k8s_objects::parse_objects(&text).map_err(|e| {
-        builtin_error(
-            function,
-            format!("{} is not a valid YAML file: {e}", abs.display()),
-        )
-    })
+    let prefetched = ev
+        .yaml_prefetch
+        .borrow_mut()
+        .as_mut()
+        .and_then(|p| p.take(&abs, &text));
+    prefetched
+        .unwrap_or_else(|| k8s_objects::parse_objects(&text))
+        .map_err(|e| {
+            builtin_error(
+                function,
+                format!("{} is not a valid YAML file: {e}", abs.display()),
+            )
+        })
 }
 
 /// Reads a file, with Go-like error texts (`open <path>: no such file or directory`).
