@@ -207,6 +207,35 @@ pub fn string_or_list(
         .collect()
 }
 
+/// An optional string (or Blob) argument; None and absent are empty.
+pub fn optional_str(function: &str, param: &str, v: Option<Value>) -> starlark::Result<String> {
+    match v.filter(|v| !v.is_none()) {
+        None => Ok(String::new()),
+        Some(v) => str_or_blob(v).ok_or_else(|| {
+            arg_error(
+                function,
+                param,
+                format!("got {}, want string", v.get_type()),
+            )
+        }),
+    }
+}
+
+/// An optional bool argument; None and absent are `None`.
+pub fn optional_bool(
+    function: &str,
+    param: &str,
+    v: Option<Value>,
+) -> starlark::Result<Option<bool>> {
+    match v.filter(|v| !v.is_none()) {
+        None => Ok(None),
+        Some(v) => v
+            .unpack_bool()
+            .map(Some)
+            .ok_or_else(|| arg_error(function, param, format!("got {}, want bool", v.get_type()))),
+    }
+}
+
 /// A list of strings only (no lone string).
 pub fn string_list(function: &str, param: &str, v: Option<Value>) -> starlark::Result<Vec<String>> {
     let Some(v) = v else { return Ok(Vec::new()) };

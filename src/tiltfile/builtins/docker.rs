@@ -15,8 +15,8 @@ use crate::tiltfile::docker_ref::parse_reference;
 use crate::tiltfile::eval::{Evaluation, ctx};
 use crate::tiltfile::ignore_patterns::absolutize;
 use crate::tiltfile::values::{
-    TiltObject, abs_path, arg_error, builtin_error, command, sequence_items, str_or_blob,
-    string_dict, string_list, string_or_list,
+    TiltObject, abs_path, arg_error, builtin_error, command, optional_bool, optional_str,
+    sequence_items, string_dict, string_list, string_or_list,
 };
 
 pub fn register(b: &mut GlobalsBuilder) {
@@ -150,28 +150,6 @@ pub(super) fn check_paths_under(
     Ok(())
 }
 
-fn bool_arg(function: &str, param: &str, v: Option<Value>) -> starlark::Result<bool> {
-    match v.filter(|v| !v.is_none()) {
-        None => Ok(false),
-        Some(v) => v
-            .unpack_bool()
-            .ok_or_else(|| arg_error(function, param, format!("got {}, want bool", v.get_type()))),
-    }
-}
-
-fn str_arg(function: &str, param: &str, v: Option<Value>) -> starlark::Result<String> {
-    match v.filter(|v| !v.is_none()) {
-        None => Ok(String::new()),
-        Some(v) => str_or_blob(v).ok_or_else(|| {
-            arg_error(
-                function,
-                param,
-                format!("got {}, want string", v.get_type()),
-            )
-        }),
-    }
-}
-
 fn add_image(ev: &Evaluation, function: &str, image: ImageTarget) -> starlark::Result<()> {
     let mut state = ev.state.borrow_mut();
     if state.images.iter().any(|i| i.image_ref == image.image_ref) {
@@ -216,8 +194,8 @@ fn docker_builtins(builder: &mut GlobalsBuilder) {
         let f = "docker_build";
         validate_ref(f, "ref", r#ref)?;
         let build_args = string_dict(f, "build_args", build_args)?;
-        let inline = str_arg(f, "dockerfile_contents", dockerfile_contents)?;
-        let dockerfile = str_arg(f, "dockerfile", dockerfile)?;
+        let inline = optional_str(f, "dockerfile_contents", dockerfile_contents)?;
+        let dockerfile = optional_str(f, "dockerfile", dockerfile)?;
         if !inline.is_empty() && !dockerfile.is_empty() {
             return Err(builtin_error(
                 f,
@@ -247,7 +225,7 @@ fn docker_builtins(builder: &mut GlobalsBuilder) {
         for t in &extra_tag {
             validate_ref(f, "extra_tag", t)?;
         }
-        let platform = match str_arg(f, "platform", platform)? {
+        let platform = match optional_str(f, "platform", platform)? {
             p if p.is_empty() => std::env::var("DOCKER_DEFAULT_PLATFORM").unwrap_or_default(),
             p => p,
         };
@@ -296,7 +274,7 @@ fn docker_builtins(builder: &mut GlobalsBuilder) {
             dockerfile: dockerfile_path,
             dockerfile_contents: contents,
             build_args,
-            target: str_arg(f, "target", target)?,
+            target: optional_str(f, "target", target)?,
             only: only
                 .iter()
                 .map(|o| abs_path(&context, o).to_string_lossy().into_owned())
@@ -304,13 +282,14 @@ fn docker_builtins(builder: &mut GlobalsBuilder) {
             ignore: ignore.iter().map(|i| absolutize(&context, i)).collect(),
             live_update,
             custom: None,
-            match_in_env_vars: bool_arg(f, "match_in_env_vars", match_in_env_vars)?,
+            match_in_env_vars: optional_bool(f, "match_in_env_vars", match_in_env_vars)?
+                .unwrap_or(false),
             entrypoint,
             container_args,
-            network: str_arg(f, "network", network)?,
+            network: optional_str(f, "network", network)?,
             extra_hosts: string_or_list(f, "extra_hosts", extra_hosts)?,
             platform,
-            pull: bool_arg(f, "pull", pull)?,
+            pull: optional_bool(f, "pull", pull)?.unwrap_or(false),
             cache_from: string_or_list(f, "cache_from", cache_from)?,
             extra_tag,
             ssh: string_or_list(f, "ssh", ssh)?,
@@ -353,8 +332,8 @@ fn docker_builtins(builder: &mut GlobalsBuilder) {
             ));
         }
         let deps = string_or_list(f, "deps", Some(deps))?;
-        let tag = str_arg(f, "tag", tag)?;
-        let outputs_to = str_arg(f, "outputs_image_ref_to", outputs_image_ref_to)?;
+        let tag = optional_str(f, "tag", tag)?;
+        let outputs_to = optional_str(f, "outputs_image_ref_to", outputs_image_ref_to)?;
         if !tag.is_empty() && !outputs_to.is_empty() {
             return Err(builtin_error(
                 f,
@@ -372,7 +351,7 @@ fn docker_builtins(builder: &mut GlobalsBuilder) {
             Some(v) => Some(string_list(f, "container_args", Some(v))?),
             None => None,
         };
-        let dir = str_arg(f, "dir", dir)?;
+        let dir = optional_str(f, "dir", dir)?;
         let ev = ctx(eval)?;
         let live_update = live_update_arg(f, ev, live_update)?;
         let cwd = ev.state.borrow().cwd();
@@ -393,8 +372,9 @@ fn docker_builtins(builder: &mut GlobalsBuilder) {
                 command: argv,
                 deps,
                 tag,
-                disable_push: bool_arg(f, "disable_push", disable_push)?,
-                skips_local_docker: bool_arg(f, "skips_local_docker", skips_local_docker)?,
+                disable_push: optional_bool(f, "disable_push", disable_push)?.unwrap_or(false),
+                skips_local_docker: optional_bool(f, "skips_local_docker", skips_local_docker)?
+                    .unwrap_or(false),
                 outputs_image_ref_to: (!outputs_to.is_empty()).then(|| abs_path(&cwd, &outputs_to)),
                 env,
                 dir: if dir.is_empty() {
@@ -403,7 +383,8 @@ fn docker_builtins(builder: &mut GlobalsBuilder) {
                     abs_path(&cwd, &dir)
                 },
             }),
-            match_in_env_vars: bool_arg(f, "match_in_env_vars", match_in_env_vars)?,
+            match_in_env_vars: optional_bool(f, "match_in_env_vars", match_in_env_vars)?
+                .unwrap_or(false),
             entrypoint,
             container_args,
             network: String::new(),

@@ -28,8 +28,8 @@ use crate::tiltfile::k8s_objects::jsonpath::JsonPath;
 use crate::tiltfile::k8s_objects::{self, ImageLocator, ObjectSelector};
 use crate::tiltfile::state::{CustomDeployDecl, K8sKind, K8sObject, K8sResourceOptions, State};
 use crate::tiltfile::values::{
-    Blob, abs_path, arg_error, builtin_error, command, sequence_items, str_or_blob, string_dict,
-    string_or_list,
+    Blob, abs_path, arg_error, builtin_error, command, optional_bool, optional_str, sequence_items,
+    str_or_blob, string_dict, string_or_list,
 };
 
 pub fn register(b: &mut GlobalsBuilder) {
@@ -169,29 +169,6 @@ fn objects_from_value(
         out.extend(objects_from_item(eval, function, param, item)?);
     }
     Ok(out)
-}
-
-fn opt_str(function: &str, param: &str, v: Option<Value>) -> starlark::Result<String> {
-    match v.filter(|v| !v.is_none()) {
-        None => Ok(String::new()),
-        Some(v) => str_or_blob(v).ok_or_else(|| {
-            arg_error(
-                function,
-                param,
-                format!("got {}, want string", v.get_type()),
-            )
-        }),
-    }
-}
-
-fn opt_bool(function: &str, param: &str, v: Option<Value>) -> starlark::Result<Option<bool>> {
-    match v.filter(|v| !v.is_none()) {
-        None => Ok(None),
-        Some(v) => v
-            .unpack_bool()
-            .map(Some)
-            .ok_or_else(|| arg_error(function, param, format!("got {}, want bool", v.get_type()))),
-    }
 }
 
 /// `pod_readiness=`: `ignore`, `wait`, `succeeded` or empty (infer).
@@ -588,7 +565,8 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> starlark::Result<NoneType> {
         let f = "k8s_yaml";
-        let allow_duplicates = opt_bool(f, "allow_duplicates", allow_duplicates)?.unwrap_or(false);
+        let allow_duplicates =
+            optional_bool(f, "allow_duplicates", allow_duplicates)?.unwrap_or(false);
         let items = yaml_items(yaml);
         let Some(first) = items.first().copied() else {
             return Err(builtin_error(f, "Empty YAML passed to k8s_yaml"));
@@ -641,10 +619,10 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
     ) -> starlark::Result<Value<'v>> {
         let f = "filter_yaml";
         let labels = string_dict(f, "labels", labels)?;
-        let name = opt_str(f, "name", name)?;
-        let namespace = opt_str(f, "namespace", namespace)?;
-        let kind = opt_str(f, "kind", kind)?;
-        let api_version = opt_str(f, "api_version", api_version)?;
+        let name = optional_str(f, "name", name)?;
+        let namespace = optional_str(f, "namespace", namespace)?;
+        let kind = optional_str(f, "kind", kind)?;
+        let api_version = optional_str(f, "api_version", api_version)?;
         let objects = objects_from_value(eval, f, "yaml", yaml)?;
         let selector = ObjectSelector::partial(&api_version, &kind, &name, &namespace)
             .map_err(|e| builtin_error(f, e))?;
@@ -690,18 +668,18 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
                 ),
             ));
         }
-        let workload = opt_str(f, "workload", workload)?;
-        let new_name = opt_str(f, "new_name", new_name)?;
+        let workload = optional_str(f, "workload", workload)?;
+        let new_name = optional_str(f, "new_name", new_name)?;
         let port_forwards = port_forwards_arg(f, port_forwards)?;
         let extra_pod_selectors = extra_pod_selectors_arg(f, extra_pod_selectors)?;
         let trigger_mode = trigger_mode_arg(f, trigger_mode)?;
         let resource_deps = resource_deps_arg(f, resource_deps)?;
         let objects = string_or_list(f, "objects", objects)?;
-        let auto_init = opt_bool(f, "auto_init", auto_init)?;
+        let auto_init = optional_bool(f, "auto_init", auto_init)?;
         let pod_readiness = pod_readiness_arg(f, pod_readiness)?;
         let links = links_arg(f, links)?;
         let labels = labels_arg(f, labels)?;
-        let discovery_strategy = opt_str(f, "discovery_strategy", discovery_strategy)?;
+        let discovery_strategy = optional_str(f, "discovery_strategy", discovery_strategy)?;
         if !matches!(
             discovery_strategy.as_str(),
             "" | "default" | "selectors-only"
@@ -781,7 +759,7 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
         };
         let kind = str_or_blob(kind)
             .ok_or_else(|| arg_error(f, "kind", format!("got {}, want string", kind.get_type())))?;
-        let api_version = opt_str(f, "api_version", api_version)?;
+        let api_version = optional_str(f, "api_version", api_version)?;
         let paths = json_path_list(f, "image_json_path", image_json_path)?;
         let image_object = image_object_arg(f, image_object)?;
         let pod_readiness = pod_readiness_arg(f, pod_readiness)?;
@@ -831,10 +809,10 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
     ) -> starlark::Result<NoneType> {
         let f = "k8s_image_json_path";
         let paths = json_path_list(f, "paths", Some(paths))?;
-        let api_version = opt_str(f, "api_version", api_version)?;
-        let kind = opt_str(f, "kind", kind)?;
-        let name = opt_str(f, "name", name)?;
-        let namespace = opt_str(f, "namespace", namespace)?;
+        let api_version = optional_str(f, "api_version", api_version)?;
+        let kind = optional_str(f, "kind", kind)?;
+        let name = optional_str(f, "name", name)?;
+        let namespace = optional_str(f, "namespace", namespace)?;
         if kind.is_empty() && name.is_empty() && namespace.is_empty() {
             return Err(builtin_error(
                 f,
@@ -925,12 +903,12 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
             return Err(builtin_error(f, "delete_cmd cannot be empty"));
         }
         let deps = string_or_list(f, "deps", Some(deps))?;
-        let image_selector = opt_str(f, "image_selector", image_selector)?;
-        let container_selector = opt_str(f, "container_selector", container_selector)?;
+        let image_selector = optional_str(f, "image_selector", image_selector)?;
+        let container_selector = optional_str(f, "container_selector", container_selector)?;
         let apply_env = string_dict(f, "apply_env", apply_env)?;
         let delete_env = string_dict(f, "delete_env", delete_env)?;
-        let apply_dir = opt_str(f, "apply_dir", apply_dir)?;
-        let delete_dir = opt_str(f, "delete_dir", delete_dir)?;
+        let apply_dir = optional_str(f, "apply_dir", apply_dir)?;
+        let delete_dir = optional_str(f, "delete_dir", delete_dir)?;
         let image_deps = string_or_list(f, "image_deps", image_deps)?;
         for d in &image_deps {
             k8s_objects::parse_reference(d).map_err(|e| {
@@ -1010,12 +988,12 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> starlark::Result<Blob> {
         let f = "helm";
-        let name = opt_str(f, "name", name)?;
-        let namespace = opt_str(f, "namespace", namespace)?;
+        let name = optional_str(f, "name", name)?;
+        let namespace = optional_str(f, "namespace", namespace)?;
         let values = string_or_list(f, "values", values)?;
         let set = string_or_list(f, "set", set)?;
-        let kube_version = opt_str(f, "kube_version", kube_version)?;
-        let skip_crds = opt_bool(f, "skip_crds", skip_crds)?.unwrap_or(false);
+        let kube_version = optional_str(f, "kube_version", kube_version)?;
+        let skip_crds = optional_bool(f, "skip_crds", skip_crds)?.unwrap_or(false);
         let ev = ctx(eval)?;
         let cwd = ev.state.borrow().cwd();
         let chart = abs_path(&cwd, paths);
@@ -1137,7 +1115,7 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> starlark::Result<Blob> {
         let f = "kustomize";
-        let kustomize_bin = opt_str(f, "kustomize_bin", kustomize_bin)?;
+        let kustomize_bin = optional_str(f, "kustomize_bin", kustomize_bin)?;
         let flags = crate::tiltfile::values::string_list(f, "flags", flags)?;
         let ev = ctx(eval)?;
         let cwd = ev.state.borrow().cwd();
