@@ -607,7 +607,6 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
         Ok(NoneType)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn filter_yaml<'v>(
         yaml: Value<'v>,
         labels: Option<Value<'v>>,
@@ -643,7 +642,6 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
         Ok(eval.heap().alloc((Blob(matching), Blob(rest))))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn k8s_resource<'v>(
         workload: Option<Value<'v>>,
         new_name: Option<Value<'v>>,
@@ -730,7 +728,6 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
         Ok(NoneType)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn k8s_kind<'v>(
         #[starlark(args)] args: UnpackTuple<Value<'v>>,
         #[starlark(require = named)] kind: Option<Value<'v>>,
@@ -798,7 +795,6 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
         Ok(NoneType)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn k8s_image_json_path<'v>(
         paths: Value<'v>,
         api_version: Option<Value<'v>>,
@@ -873,7 +869,6 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
         Ok(NoneType)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn k8s_custom_deploy<'v>(
         name: &str,
         apply_cmd: Value<'v>,
@@ -976,7 +971,6 @@ fn k8s_builtins(builder: &mut GlobalsBuilder) {
         Ok(NoneType)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn helm<'v>(
         paths: &str,
         name: Option<Value<'v>>,

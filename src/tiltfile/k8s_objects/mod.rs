@@ -207,20 +207,25 @@ impl K8sObject {
         )
     }
 
-    /// Candidate resource names, shortest first: name, name:kind, name:kind:namespace,
-    /// name:kind:namespace:group (`core` for the empty group), lower-cased.
-    pub fn potential_names(&self) -> Vec<String> {
+    /// name, kind, namespace (`default` when absent), group (`core` for the empty group).
+    fn id_parts(&self) -> [&str; 4] {
         let group = if self.group().is_empty() {
             "core"
         } else {
             self.group()
         };
-        let parts = [
+        [
             self.name.as_str(),
             self.kind.as_str(),
             self.namespace_or_default(),
             group,
-        ];
+        ]
+    }
+
+    /// Candidate resource names, shortest first: name, name:kind, name:kind:namespace,
+    /// name:kind:namespace:group, lower-cased.
+    pub fn potential_names(&self) -> Vec<String> {
+        let parts = self.id_parts();
         (1..=parts.len())
             .map(|n| parts[..n].join(":").to_lowercase())
             .collect()
@@ -228,17 +233,7 @@ impl K8sObject {
 
     /// The same candidates with `:` and `\` escaped, as `objects=` fragments are looked up.
     pub fn fragments(&self) -> Vec<String> {
-        let group = if self.group().is_empty() {
-            "core"
-        } else {
-            self.group()
-        };
-        let parts = [
-            self.name.as_str(),
-            self.kind.as_str(),
-            self.namespace_or_default(),
-            group,
-        ];
+        let parts = self.id_parts();
         (1..=parts.len())
             .map(|n| escape_join(&parts[..n]).to_lowercase())
             .collect()
