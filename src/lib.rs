@@ -4,10 +4,13 @@
 //! (plain data), which [`graph::ResourceGraph`] turns into a dependency graph that the
 //! [`engine`] runs. See `ARCHITECTURE.md` for how the pieces fit.
 
+pub mod build;
 pub mod cli;
+pub mod docker;
 pub mod engine;
 pub mod graph;
 pub mod kubeconfig;
+pub mod liveupdate;
 pub mod model;
 pub mod runtime;
 pub mod term;

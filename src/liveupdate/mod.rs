@@ -1,0 +1,1 @@
+//! live_update: what a set of changed files means for a running container.
