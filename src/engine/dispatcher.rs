@@ -15,17 +15,23 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::deploy::{self, DeployOutcome, DeployRequest};
 use super::state::{
-    BuildReason, BuildRecord, BuildResult, EngineState, LoadRecord, ResourceState, ServeState,
+    BuildReason, BuildRecord, BuildResult, ContainerState, EngineState, LoadRecord, ResourceState,
+    ServeState,
 };
 use super::store::{LogKind, Store, TILTFILE_SPAN};
 use super::{EngineConfig, EngineError, Mode, Msg, scheduler};
+use crate::build::BuildEnv;
+use crate::build::context::ContextFilter;
+use crate::docker::DockerHandle;
 use crate::graph::ResourceGraph;
-use crate::model::{LocalSpec, TiltfileResult};
+use crate::model::{LocalSpec, ResourceType, TiltfileResult};
 use crate::runtime::LogSink;
+use crate::runtime::compose::{ComposeFollower, ContainerEvent};
 use crate::runtime::local::{self, CmdOutcome, ServeEvent, ServeSpec, ServeSupervisor};
 use crate::runtime::process;
-use crate::watch::{Batch, IgnoreMatcher, WatchSet, Watcher};
+use crate::watch::{Batch, IgnoreMatcher, PathFilter, WatchSet, Watcher};
 
 /// Tiltfile loads kept in the history.
 const LOAD_HISTORY: usize = 10;
@@ -46,6 +52,8 @@ impl LogSink for ResourceSink {
 struct Unit {
     build: Option<(u64, CancellationToken)>,
     serve: Option<(u64, ServeSupervisor)>,
+    /// Follows a Compose service's container (dropping it stops following).
+    follower: Option<(u64, ComposeFollower)>,
 }
 
 struct Dispatcher {
@@ -66,6 +74,7 @@ struct Dispatcher {
     kill_now: CancellationToken,
     shutting_down: bool,
     tasks: JoinSet<()>,
+    docker: DockerHandle,
 }
 
 pub(super) async fn run(
@@ -89,6 +98,7 @@ pub(super) async fn run(
         kill_now: CancellationToken::new(),
         shutting_down: false,
         tasks: JoinSet::new(),
+        docker: DockerHandle::default(),
         cfg,
         store,
         tx,
@@ -176,6 +186,8 @@ impl Dispatcher {
             Msg::Loaded { result, record } => self.on_loaded(*result, record),
             Msg::BuildDone { name, id, outcome } => self.on_build_done(&name, id, outcome),
             Msg::Serve { name, id, event } => self.on_serve(&name, id, event),
+            Msg::Deployed { name, id, outcome } => self.on_deployed(&name, id, outcome),
+            Msg::Container { name, id, event } => self.on_container(&name, id, event),
             Msg::Stopped => {}
         }
     }
@@ -318,6 +330,11 @@ impl Dispatcher {
                         self.stop_serve(&spec.name);
                         s.serve = None;
                     }
+                    if !spec.enabled
+                        && let Some(unit) = self.units.get_mut(&spec.name)
+                    {
+                        unit.follower = None;
+                    }
                     if has_serve && s.serve.is_none() {
                         s.serve = Some(ServeState::default());
                     }
@@ -372,6 +389,9 @@ impl Dispatcher {
         if let Some(r) = result {
             config.extend(r.config_files.iter().cloned());
             for res in r.resources.iter().filter(|r| r.enabled) {
+                if res.kind == ResourceType::DockerCompose {
+                    sets.extend(image_watch_sets(res, r, &mut problems));
+                }
                 let Some(local) = &res.local else { continue };
                 if local.deps.is_empty() {
                     continue;
@@ -392,6 +412,7 @@ impl Dispatcher {
                     owner: res.name.clone(),
                     paths: local.deps.clone(),
                     ignore,
+                    include: None,
                 });
             }
         }
@@ -402,6 +423,7 @@ impl Dispatcher {
             owner: TILTFILE_SPAN.to_string(),
             paths: config,
             ignore: IgnoreMatcher::with_builtins::<&str>(&[]).unwrap_or_default(),
+            include: None,
         });
         let Some(watcher) = self.watcher.as_mut() else {
             return;
@@ -520,6 +542,10 @@ impl Dispatcher {
         let local = rs.spec.local.clone();
         let kind = rs.spec.kind;
         self.event(name, reason.describe());
+        if kind == ResourceType::DockerCompose {
+            self.start_deploy(name, reason);
+            return;
+        }
         let Some(local) = local else {
             let msg = format!("{kind:?} resources are not supported by this version of tiltrs yet");
             self.error(name, &msg);
@@ -757,6 +783,219 @@ impl Dispatcher {
         }
     }
 
+    // ---- Docker Compose resources --------------------------------------------------------
+
+    fn sink(&self, name: &str) -> Arc<dyn LogSink> {
+        Arc::new(ResourceSink {
+            store: self.store.clone(),
+            span: name.to_string(),
+        })
+    }
+
+    fn start_deploy(&mut self, name: &str, reason: BuildReason) {
+        let Some(result) = self.result.as_ref() else {
+            return;
+        };
+        let Some(rs) = self.state.resource(name) else {
+            return;
+        };
+        let resource = rs.spec.clone();
+        let container = rs
+            .container
+            .as_ref()
+            .filter(|c| c.running)
+            .map(|c| c.id.clone());
+        let images = result
+            .images
+            .iter()
+            .filter(|i| resource.image_refs.contains(&i.image_ref))
+            .cloned()
+            .collect();
+        let changed = match reason {
+            BuildReason::FileChange { paths } => Some(paths),
+            _ => None,
+        };
+        self.ensure_follower(name);
+        self.next_id += 1;
+        let id = self.next_id;
+        let token = CancellationToken::new();
+        let req = DeployRequest {
+            resource,
+            images,
+            changed,
+            container,
+            build: BuildEnv {
+                docker: self.docker.clone(),
+                env: self.tilt_env(),
+                log: self.sink(name),
+                cancel: token.clone(),
+                grace: self.cfg.stop_grace,
+                kill_now: self.kill_now.clone(),
+            },
+        };
+        let tx = self.tx.clone();
+        let task_name = name.to_string();
+        self.tasks.spawn(async move {
+            let outcome = deploy::update(req).await;
+            let _ = tx.send(Msg::Deployed {
+                name: task_name,
+                id,
+                outcome,
+            });
+        });
+        self.units.entry(name.to_string()).or_default().build = Some((id, token));
+    }
+
+    /// Starts following the resource's Compose service, once.
+    fn ensure_follower(&mut self, name: &str) {
+        let Some(spec) = self
+            .state
+            .resource(name)
+            .and_then(|r| r.spec.docker_compose.clone())
+        else {
+            return;
+        };
+        if self.units.get(name).is_some_and(|u| u.follower.is_some()) {
+            return;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let tx = self.tx.clone();
+        let span = name.to_string();
+        let events = Arc::new(move |event: ContainerEvent| {
+            let _ = tx.send(Msg::Container {
+                name: span.clone(),
+                id,
+                event,
+            });
+        });
+        let follower = ComposeFollower::spawn(
+            self.docker.clone(),
+            spec.project,
+            spec.service,
+            self.sink(name),
+            events,
+        );
+        self.units.entry(name.to_string()).or_default().follower = Some((id, follower));
+    }
+
+    fn on_deployed(&mut self, name: &str, id: u64, outcome: DeployOutcome) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        if unit.build.as_ref().map(|b| b.0) != Some(id) {
+            return;
+        }
+        unit.build = None;
+        let Some(rs) = self.resource_mut(name) else {
+            return;
+        };
+        match outcome {
+            DeployOutcome::Deployed { container, images } => {
+                let c = rs.container.get_or_insert_with(ContainerState::default);
+                if c.id != container.id {
+                    *c = ContainerState {
+                        running: true,
+                        ..ContainerState::default()
+                    };
+                }
+                c.id = container.id;
+                c.name = container.name;
+                c.images = images;
+                let ready = c.ready();
+                let dur = rs
+                    .finish_build(BuildResult::Success, None)
+                    .and_then(|b| b.duration)
+                    .unwrap_or_default();
+                if ready {
+                    rs.ever_ready = true;
+                }
+                self.event(name, format!("Update succeeded in {}", fmt_duration(dur)));
+            }
+            DeployOutcome::LiveUpdated => {
+                let dur = rs
+                    .finish_build(BuildResult::Success, None)
+                    .and_then(|b| b.duration)
+                    .unwrap_or_default();
+                self.event(
+                    name,
+                    format!("Live update succeeded in {}", fmt_duration(dur)),
+                );
+            }
+            DeployOutcome::Failed(error) => {
+                rs.finish_build(BuildResult::Failure, Some(error.clone()));
+                self.error(name, error);
+            }
+            DeployOutcome::Cancelled => {
+                rs.finish_build(BuildResult::Cancelled, None);
+                self.event(name, "Update cancelled");
+            }
+        }
+    }
+
+    fn on_container(&mut self, name: &str, id: u64, event: ContainerEvent) {
+        let current = self
+            .units
+            .get(name)
+            .and_then(|u| u.follower.as_ref())
+            .map(|f| f.0);
+        if current != Some(id) || self.shutting_down {
+            return;
+        }
+        let Some(rs) = self.resource_mut(name) else {
+            return;
+        };
+        let deploying = rs.current.is_some();
+        match event {
+            ContainerEvent::Running { container, health } => {
+                let c = rs.container.get_or_insert_with(ContainerState::default);
+                if c.id != container.id {
+                    let images = std::mem::take(&mut c.images);
+                    *c = ContainerState {
+                        images,
+                        ..ContainerState::default()
+                    };
+                }
+                c.id = container.id;
+                if !container.name.is_empty() {
+                    c.name = container.name;
+                }
+                c.running = true;
+                c.exit_code = None;
+                c.health = health;
+                if c.ready() && !deploying {
+                    rs.ever_ready = true;
+                }
+            }
+            ContainerEvent::Health { id, status } => {
+                if let Some(c) = rs.container.as_mut().filter(|c| c.id == id) {
+                    c.health = Some(status.clone());
+                    if c.ready() {
+                        rs.ever_ready = true;
+                    }
+                    if status == "unhealthy" {
+                        self.error(name, "Container is unhealthy");
+                    }
+                }
+            }
+            ContainerEvent::Exited { id, exit_code } => {
+                if let Some(c) = rs.container.as_mut().filter(|c| c.id == id) {
+                    c.running = false;
+                    c.exit_code = Some(exit_code);
+                    if !deploying {
+                        let text = format!("Container {} exited with code {exit_code}", c.name);
+                        if exit_code == 0 {
+                            self.event(name, text);
+                        } else {
+                            self.error(name, text);
+                        }
+                    }
+                }
+            }
+            ContainerEvent::Error(e) => self.error(name, format!("Following the container: {e}")),
+        }
+    }
+
     // ---- shutdown ------------------------------------------------------------------------
 
     fn shutdown(&mut self, immediate: bool) {
@@ -796,4 +1035,41 @@ impl Dispatcher {
             let _ = tx.send(Msg::Stopped);
         });
     }
+}
+
+/// What a container resource watches: each of its images' inputs, filtered the way the image's
+/// build context is (`.dockerignore`, `only`, `ignore`), plus the global watch ignores.
+fn image_watch_sets(
+    res: &crate::model::Resource,
+    result: &TiltfileResult,
+    problems: &mut Vec<(String, String)>,
+) -> Vec<WatchSet> {
+    let ignore = IgnoreMatcher::with_builtins(&result.settings.watch_ignores).unwrap_or_else(|e| {
+        problems.push((res.name.clone(), e.to_string()));
+        IgnoreMatcher::with_builtins::<&str>(&[]).unwrap_or_default()
+    });
+    let mut sets = Vec::new();
+    for image in result
+        .images
+        .iter()
+        .filter(|i| res.image_refs.contains(&i.image_ref))
+    {
+        let include: Option<PathFilter> = match &image.custom {
+            Some(_) => None,
+            None => match ContextFilter::for_image(image) {
+                Ok(filter) => Some(Arc::new(move |p: &std::path::Path| filter.includes(p))),
+                Err(e) => {
+                    problems.push((res.name.clone(), e.to_string()));
+                    None
+                }
+            },
+        };
+        sets.push(WatchSet {
+            owner: res.name.clone(),
+            paths: crate::build::input_paths(image),
+            ignore: ignore.clone(),
+            include,
+        });
+    }
+    sets
 }

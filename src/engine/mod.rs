@@ -7,6 +7,7 @@
 //! and publishes the new state to the [`Store`]. [`ci`] decides when a `tiltrs ci` run is over.
 
 pub mod ci;
+mod deploy;
 mod dispatcher;
 pub mod scheduler;
 pub mod state;
@@ -25,7 +26,8 @@ use crate::tiltfile::{EvalOptions, TiltfileError};
 use crate::watch::DebounceConfig;
 
 pub use state::{
-    BuildReason, BuildRecord, BuildResult, EngineState, ResourceState, RuntimeStatus, UpdateStatus,
+    BuildReason, BuildRecord, BuildResult, ContainerState, EngineState, ResourceState,
+    RuntimeStatus, UpdateStatus,
 };
 pub use store::{LogKind, LogLine, Store, TILTFILE_SPAN};
 
@@ -138,6 +140,16 @@ pub(crate) enum Msg {
         name: String,
         id: u64,
         event: crate::runtime::local::ServeEvent,
+    },
+    Deployed {
+        name: String,
+        id: u64,
+        outcome: deploy::DeployOutcome,
+    },
+    Container {
+        name: String,
+        id: u64,
+        event: crate::runtime::compose::ContainerEvent,
     },
     Stopped,
 }

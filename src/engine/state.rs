@@ -161,6 +161,31 @@ pub struct ServeState {
     pub probe_message: Option<String>,
 }
 
+/// The container of a Docker Compose resource.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ContainerState {
+    pub id: String,
+    pub name: String,
+    pub running: bool,
+    /// The healthcheck's status (`starting`, `healthy`, `unhealthy`), when it has one.
+    pub health: Option<String>,
+    pub exit_code: Option<i64>,
+    /// Declared image refs and the tags deployed for them.
+    pub images: std::collections::BTreeMap<String, String>,
+}
+
+impl ContainerState {
+    /// Running and, with a healthcheck, healthy.
+    pub fn ready(&self) -> bool {
+        self.running && self.health.as_deref().is_none_or(|h| h == "healthy")
+    }
+
+    /// Stopped with a failure.
+    pub fn failed(&self) -> bool {
+        !self.running && self.exit_code.is_some_and(|c| c != 0)
+    }
+}
+
 /// One resource.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResourceState {
@@ -177,6 +202,8 @@ pub struct ResourceState {
     /// Has ever been ready (what `resource_deps` wait for).
     pub ever_ready: bool,
     pub serve: Option<ServeState>,
+    /// Docker Compose resources: the service's container, once deployed.
+    pub container: Option<ContainerState>,
 }
 
 impl ResourceState {
@@ -195,6 +222,7 @@ impl ResourceState {
             history: VecDeque::new(),
             ever_ready: false,
             serve,
+            container: None,
         }
     }
 
@@ -230,6 +258,16 @@ impl ResourceState {
     }
 
     pub fn runtime_status(&self) -> RuntimeStatus {
+        if self.spec.kind == crate::model::ResourceType::DockerCompose {
+            return match &self.container {
+                Some(c) if c.ready() => RuntimeStatus::Ok,
+                Some(c) if c.failed() || c.health.as_deref() == Some("unhealthy") => {
+                    RuntimeStatus::Error
+                }
+                Some(c) if !c.running && c.exit_code == Some(0) => RuntimeStatus::Ok,
+                _ => RuntimeStatus::Pending,
+            };
+        }
         match &self.serve {
             None => RuntimeStatus::NotApplicable,
             Some(s) if s.ready => RuntimeStatus::Ok,

@@ -3,8 +3,10 @@
 //! [`process`] spawns every child in its own process group and stops groups with signal
 //! escalation; [`reaper`] is the guard that kills those groups if tiltrs itself dies;
 //! [`local`] runs a `local_resource`'s `cmd` and supervises its `serve_cmd`; [`probe`] runs
-//! readiness probes. Later issues add Docker Compose and Kubernetes runtimes beside `local`.
+//! readiness probes; [`compose`] deploys Docker Compose services and follows their containers.
+//! The Kubernetes runtime comes beside them.
 
+pub mod compose;
 pub mod local;
 pub mod probe;
 pub mod process;

@@ -7,7 +7,7 @@
 //! the source line. The interpreter runs on the calling thread: starlark values are not
 //! `Send`, the result is.
 
-mod assemble;
+pub(crate) mod assemble;
 mod builtins;
 mod compose_file;
 mod diagnostics;

@@ -33,12 +33,29 @@ pub enum WatchError {
 }
 
 /// What one owner watches.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WatchSet {
     pub owner: String,
     pub paths: Vec<PathBuf>,
     pub ignore: IgnoreMatcher,
+    /// A further filter: only paths it accepts are changes for this owner (an image's build
+    /// context decides which of its files the image sees).
+    pub include: Option<PathFilter>,
 }
+
+impl std::fmt::Debug for WatchSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchSet")
+            .field("owner", &self.owner)
+            .field("paths", &self.paths)
+            .field("ignore", &self.ignore)
+            .field("filtered", &self.include.is_some())
+            .finish()
+    }
+}
+
+/// Accepts the paths an owner cares about.
+pub type PathFilter = Arc<dyn Fn(&Path) -> bool + Send + Sync>;
 
 /// Changed paths per owner, after debouncing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,7 +106,9 @@ impl Watcher {
             let Ok(sets) = filter_sets.read() else { return };
             for path in &event.paths {
                 for set in sets.iter() {
-                    if set.paths.iter().any(|p| path.starts_with(p)) && !set.ignore.is_ignored(path)
+                    if set.paths.iter().any(|p| path.starts_with(p))
+                        && !set.ignore.is_ignored(path)
+                        && set.include.as_ref().is_none_or(|f| f(path))
                     {
                         let _ = raw_tx.send(Raw::Path(set.owner.clone(), path.clone()));
                     }
@@ -253,6 +272,7 @@ mod tests {
             owner: "app".into(),
             paths: vec![src.clone()],
             ignore,
+            include: None,
         }]);
         assert!(errors.is_empty());
         std::fs::write(src.join("x.log"), "ignored").expect("write");
