@@ -37,6 +37,9 @@ services:
   web:
     image: tiltrs-bench/web
     command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    # httpd as PID 1 ignores SIGTERM, so every redeploy would wait out Compose's 10 s stop
+    # timeout; an init process forwards the signal, as in most real images.
+    init: true
     ports: ["127.0.0.1:$port:80"]
 YML
 printf 'FROM %s\nCOPY www /www\nCOPY other.txt /www/other.txt\n' "$base" >"$proj/Dockerfile"

@@ -1,7 +1,8 @@
 //! End to end against a real Docker engine: a Compose service running busybox `httpd`, built by
 //! `docker_build` with `live_update`, under `tiltrs up`. Syncs, deletes, `run()` with triggers,
-//! `restart_container()`, `initial_sync()`, every fallback to a full rebuild (fall_back_on, a
-//! file outside the syncs, a failing run step), Ctrl-C leaving the containers, and `tiltrs down`
+//! `restart_container()`, `initial_sync()`, an escaping symlink left out, every fallback to a
+//! full rebuild (fall_back_on, a file outside the syncs, a failing run step, a stopped
+//! container), Ctrl-C leaving the containers, and `tiltrs down`
 //! removing containers and networks.
 
 mod docker_support;
@@ -158,12 +159,30 @@ fn live_update_syncs_runs_restarts_and_falls_back() {
     });
     wait_served(s.port, "/index.html", 200, "v2");
 
+    // A symlink leaving its sync is not synced.
+    std::os::unix::fs::symlink("/etc", p.dir.join("www/evil")).expect("symlink");
+    up.wait_for("Not synced");
+    let web = service_container(&s.name, "web");
+    assert!(
+        docker(&["exec", &web, "test", "-e", "/www/evil"]).is_err(),
+        "an escaping symlink reached the container"
+    );
+    std::fs::remove_file(p.dir.join("www/evil")).expect("rm symlink");
+    // A stopped container: the next change falls back to a full deploy.
+    docker(&["stop", "-t", "0", &web]).expect("stop");
+    wait_until(|| service_container(&s.name, "web").is_empty().then_some(()))
+        .expect("container stopped");
+    up.wait_for("exited with code");
+    p.write("www/index.html", "v3");
+    up.wait_for("no running container");
+    wait_served(s.port, "/index.html", 200, "v3");
+
     // Ctrl-C leaves the containers running, as Tilt does.
     up.signal(libc::SIGINT);
     let status = up.wait();
     assert!(status.success(), "{status:?}\n{}", up.output());
     assert_eq!(project_containers(&s.name).len(), 2);
-    wait_served(s.port, "/index.html", 200, "v2");
+    wait_served(s.port, "/index.html", 200, "v3");
 
     // `down` removes every container and network of the project.
     let down = p.command("down").output().expect("down");

@@ -1,5 +1,6 @@
 //! Live updates into a running container through the engine API: deletes and `run()` steps via
-//! exec, changed files as one tar through the archive endpoint, and restarts.
+//! exec, changed files as one tar through the container's sync channel (or the archive endpoint
+//! when the image cannot run one), and restarts.
 
 use std::sync::Arc;
 
@@ -10,15 +11,16 @@ use bollard::query_parameters::{RestartContainerOptions, UploadToContainerOption
 use futures_util::StreamExt;
 use thiserror::Error;
 
-use super::DockerError;
+use super::sync_channel::ChannelError;
+use super::{DockerError, DockerHandle};
 use crate::liveupdate::UpdatePlan;
 use crate::runtime::LogSink;
 use crate::runtime::process::display_command;
 
 #[derive(Debug, Error)]
 pub enum ContainerUpdateError {
-    #[error("container {0} is not running")]
-    NotRunning(String),
+    #[error(transparent)]
+    Sync(#[from] ChannelError),
     #[error("building the sync archive: {0}")]
     Archive(String),
     #[error("run step {command:?} failed with exit code {code}")]
@@ -30,18 +32,12 @@ pub enum ContainerUpdateError {
 /// Applies `plan` to container `id`: deletes, then the copies, then `run()` steps in order,
 /// then a restart when the plan asks for one.
 pub async fn apply(
-    docker: &Docker,
+    handle: &DockerHandle,
     id: &str,
     plan: &UpdatePlan,
     log: &Arc<dyn LogSink>,
 ) -> Result<(), ContainerUpdateError> {
-    let inspect = docker
-        .inspect_container(id, None)
-        .await
-        .map_err(DockerError::api(format!("inspecting container {id}")))?;
-    if inspect.state.and_then(|s| s.running) != Some(true) {
-        return Err(ContainerUpdateError::NotRunning(short(id).to_string()));
-    }
+    let docker = &handle.get().await?;
     if !plan.deletes.is_empty() {
         log.line(&format!(
             "Deleting {} path(s) in container {}",
@@ -65,17 +61,30 @@ pub async fn apply(
             plan.copies.len(),
             short(id)
         ));
-        let options = UploadToContainerOptions {
-            path: "/".to_string(),
-            ..Default::default()
-        };
-        docker
-            .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
-            .await
-            .map_err(DockerError::api(format!(
-                "copying files into container {}",
-                short(id)
-            )))?;
+        match handle.channels().extract(docker, id, &tar).await {
+            Ok(()) => {}
+            Err(ChannelError::Unavailable) => {
+                let options = UploadToContainerOptions {
+                    path: "/".to_string(),
+                    ..Default::default()
+                };
+                docker
+                    .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
+                    .await
+                    .map_err(DockerError::api(format!(
+                        "copying files into container {}",
+                        short(id)
+                    )))?;
+            }
+            Err(e) => return Err(ContainerUpdateError::Sync(e)),
+        }
+        // Files deleted locally between planning and archiving are deleted remotely too.
+        let vanished: Vec<String> = skipped
+            .into_iter()
+            .filter(|s| s.vanished)
+            .map(|s| s.remote)
+            .collect();
+        remove(docker, id, &vanished).await?;
     }
     for run in &plan.runs {
         let command = display_command(&run.cmd);

@@ -6,6 +6,7 @@
 //! failed connection is retried on the next use (the daemon may have been started since).
 
 pub mod container;
+pub mod sync_channel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,10 +44,12 @@ impl DockerError {
     }
 }
 
-/// A shared, lazily connected Docker client. Cheap to clone.
+/// A shared, lazily connected Docker client, with the live-update channels open into
+/// containers. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct DockerHandle {
     client: Arc<Mutex<Option<Docker>>>,
+    channels: Arc<sync_channel::SyncChannels>,
 }
 
 impl std::fmt::Debug for DockerHandle {
@@ -56,6 +59,11 @@ impl std::fmt::Debug for DockerHandle {
 }
 
 impl DockerHandle {
+    /// The sync channels into containers.
+    pub fn channels(&self) -> &sync_channel::SyncChannels {
+        &self.channels
+    }
+
     /// The client, connecting (and negotiating the API version) on first use.
     pub async fn get(&self) -> Result<Docker, DockerError> {
         let mut slot = self.client.lock().await;

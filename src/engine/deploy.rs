@@ -16,7 +16,7 @@ use crate::docker::container;
 use crate::liveupdate::{self, Plan};
 use crate::model::{ImageTarget, Resource};
 use crate::runtime::LogSink;
-use crate::runtime::compose::{self, CommandEnv, ContainerRef, ServiceOverride};
+use crate::runtime::compose::{self, CommandEnv, Deployed, ServiceOverride};
 
 /// What an update needs to know.
 pub struct DeployRequest {
@@ -33,7 +33,7 @@ pub struct DeployRequest {
 #[derive(Debug)]
 pub enum DeployOutcome {
     Deployed {
-        container: ContainerRef,
+        deployed: Deployed,
         images: BTreeMap<String, String>,
     },
     LiveUpdated,
@@ -110,17 +110,20 @@ fn live_update_plan(
     }
 }
 
+fn has_syncs(steps: &[crate::model::LiveUpdateStep]) -> bool {
+    steps
+        .iter()
+        .any(|s| matches!(s, crate::model::LiveUpdateStep::Sync { .. }))
+}
+
 /// Runs one update of a Docker Compose resource.
 pub async fn update(req: DeployRequest) -> DeployOutcome {
     let log = req.build.log.clone();
     match live_update_plan(&req) {
         Ok((id, plan)) => {
-            let result = match req.build.docker.get().await {
-                Ok(docker) => container::apply(&docker, &id, &plan, &log)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
+            let result = container::apply(&req.build.docker, &id, &plan, &log)
+                .await
+                .map_err(|e| e.to_string());
             match result {
                 Ok(()) => return DeployOutcome::LiveUpdated,
                 Err(e) => log.line(&format!(
@@ -162,16 +165,17 @@ async fn full_deploy(req: &DeployRequest, log: &Arc<dyn LogSink>) -> DeployOutco
         grace: req.build.grace,
         kill_now: req.build.kill_now.clone(),
     };
-    let container = match compose::up(&req.build.docker, spec, &service_override, &env).await {
+    let deployed = match compose::up(&req.build.docker, spec, &service_override, &env).await {
         Ok(c) => c,
         Err(compose::ComposeError::Cancelled) => return DeployOutcome::Cancelled,
         Err(e) => return DeployOutcome::Failed(e.to_string()),
     };
-    if let Some(image) = image.filter(|i| liveupdate::has_initial_sync(&i.live_update)) {
+    if let Some(image) =
+        image.filter(|i| deployed.running && liveupdate::has_initial_sync(&i.live_update))
+    {
         let result = async {
             let plan = liveupdate::initial_sync(&image.live_update).map_err(|e| e.to_string())?;
-            let docker = req.build.docker.get().await.map_err(|e| e.to_string())?;
-            container::apply(&docker, &container.id, &plan, log)
+            container::apply(&req.build.docker, &deployed.container.id, &plan, log)
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -180,8 +184,17 @@ async fn full_deploy(req: &DeployRequest, log: &Arc<dyn LogSink>) -> DeployOutco
             return DeployOutcome::Failed(format!("initial sync: {e}"));
         }
     }
+    if deployed.running && image.is_some_and(|i| has_syncs(&i.live_update)) {
+        let handle = req.build.docker.clone();
+        let id = deployed.container.id.clone();
+        tokio::spawn(async move {
+            if let Ok(docker) = handle.get().await {
+                handle.channels().warm(&docker, &id).await;
+            }
+        });
+    }
     DeployOutcome::Deployed {
-        container,
+        deployed,
         images: built.into_iter().map(|(r, b)| (r, b.tag)).collect(),
     }
 }

@@ -891,26 +891,26 @@ impl Dispatcher {
             return;
         };
         match outcome {
-            DeployOutcome::Deployed { container, images } => {
+            DeployOutcome::Deployed { deployed, images } => {
                 let c = rs.container.get_or_insert_with(ContainerState::default);
-                if c.id != container.id {
-                    *c = ContainerState {
-                        running: true,
-                        ..ContainerState::default()
-                    };
+                let container = deployed.container;
+                let replaced = (c.id != container.id).then(|| std::mem::take(&mut c.id));
+                if replaced.is_some() {
+                    *c = ContainerState::default();
                 }
+                // What the deploy saw last; later events update it.
+                c.running = deployed.running;
+                c.exit_code = deployed.exit_code;
                 c.id = container.id;
                 c.name = container.name;
                 c.images = images;
-                let ready = c.ready();
                 let dur = rs
                     .finish_build(BuildResult::Success, None)
                     .and_then(|b| b.duration)
                     .unwrap_or_default();
-                if ready {
-                    rs.ever_ready = true;
-                }
                 self.event(name, format!("Update succeeded in {}", fmt_duration(dur)));
+                self.mark_ready_if_running(name);
+                self.forget_container(replaced);
             }
             DeployOutcome::LiveUpdated => {
                 let dur = rs
@@ -949,7 +949,8 @@ impl Dispatcher {
         match event {
             ContainerEvent::Running { container, health } => {
                 let c = rs.container.get_or_insert_with(ContainerState::default);
-                if c.id != container.id {
+                let replaced = (c.id != container.id).then(|| std::mem::take(&mut c.id));
+                if replaced.is_some() {
                     let images = std::mem::take(&mut c.images);
                     *c = ContainerState {
                         images,
@@ -963,16 +964,11 @@ impl Dispatcher {
                 c.running = true;
                 c.exit_code = None;
                 c.health = health;
-                if c.ready() && !deploying {
-                    rs.ever_ready = true;
-                }
+                self.forget_container(replaced);
             }
             ContainerEvent::Health { id, status } => {
                 if let Some(c) = rs.container.as_mut().filter(|c| c.id == id) {
                     c.health = Some(status.clone());
-                    if c.ready() {
-                        rs.ever_ready = true;
-                    }
                     if status == "unhealthy" {
                         self.error(name, "Container is unhealthy");
                     }
@@ -993,6 +989,27 @@ impl Dispatcher {
                 }
             }
             ContainerEvent::Error(e) => self.error(name, format!("Following the container: {e}")),
+        }
+        self.mark_ready_if_running(name);
+    }
+
+    /// Closes what tiltrs kept open into a container that was replaced.
+    fn forget_container(&self, id: Option<String>) {
+        let Some(id) = id.filter(|id| !id.is_empty()) else {
+            return;
+        };
+        let docker = self.docker.clone();
+        tokio::spawn(async move { docker.channels().forget(&id).await });
+    }
+
+    /// A container resource that is up (running and healthy, or done with exit code 0) with no
+    /// update in flight has been ready: its dependants may start.
+    fn mark_ready_if_running(&mut self, name: &str) {
+        if let Some(rs) = self.resource_mut(name)
+            && rs.current.is_none()
+            && rs.runtime_status() == super::state::RuntimeStatus::Ok
+        {
+            rs.ever_ready = true;
         }
     }
 

@@ -199,6 +199,15 @@ pub struct ContainerRef {
     pub name: String,
 }
 
+/// A container as a deploy left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub container: ContainerRef,
+    pub running: bool,
+    /// Set when it already stopped.
+    pub exit_code: Option<i64>,
+}
+
 /// One lock per Compose project: concurrent `up`s of one project race to create its network.
 fn project_lock(project: &str) -> Arc<tokio::sync::Mutex<()>> {
     static LOCKS: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>> =
@@ -207,14 +216,15 @@ fn project_lock(project: &str) -> Arc<tokio::sync::Mutex<()>> {
     locks.entry(project.to_string()).or_default().clone()
 }
 
-/// `up --no-deps -d SERVICE` with `o` applied; returns the service's container. `up`s of one
-/// project run one at a time.
+/// `up --no-deps -d SERVICE` with `o` applied; returns the service's container and its state
+/// (a container that exits at once has stopped before `up` returns). `up`s of one project run
+/// one at a time.
 pub async fn up(
     docker: &DockerHandle,
     spec: &ComposeSpec,
     o: &ServiceOverride,
     env: &CommandEnv,
-) -> Result<ContainerRef, ComposeError> {
+) -> Result<Deployed, ComposeError> {
     let mut args = project_args(spec);
     if o.image.is_some() {
         let path = write_override(spec, o)?;
@@ -233,11 +243,26 @@ pub async fn up(
     };
     run_compose(args, spec.project_dir.clone(), env).await?;
     let docker = docker.get().await?;
-    find_container(&docker, &spec.project, &spec.service)
+    let container = find_container(&docker, &spec.project, &spec.service)
         .await?
         .ok_or_else(|| ComposeError::NoContainer {
             service: spec.service.clone(),
-        })
+        })?;
+    let state = docker
+        .inspect_container(&container.id, None)
+        .await
+        .map_err(DockerError::api(format!(
+            "inspecting container {}",
+            container.name
+        )))?
+        .state
+        .unwrap_or_default();
+    let running = state.running.unwrap_or(false);
+    Ok(Deployed {
+        container,
+        running,
+        exit_code: if running { None } else { state.exit_code },
+    })
 }
 
 /// `down --remove-orphans` for the project `spec` belongs to.
