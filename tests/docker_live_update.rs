@@ -157,6 +157,10 @@ fn live_update_syncs_runs_restarts_and_falls_back() {
     up.wait_for_count(1, |l| {
         l.contains("fallback.txt") && l.contains("fall_back_on")
     });
+    // Four full deploys of web so far: the first, and the three fallbacks.
+    up.wait_for_count(4, |l| {
+        l.trim_start().starts_with("web") && l.contains("Update succeeded")
+    });
     wait_served(s.port, "/index.html", 200, "v2");
 
     // A symlink leaving its sync is not synced.
