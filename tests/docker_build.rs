@@ -236,3 +236,82 @@ docker_compose('docker-compose.yml', project_name='{project}')
         text(&out)
     );
 }
+
+#[test]
+fn engine_options_reach_the_build() {
+    if !docker_or_skip("engine_options_reach_the_build") {
+        return;
+    }
+    let n = Names::new("opts");
+    // The RUN step only succeeds without a network interface and with the extra host: a build
+    // that ignored network= or extra_hosts= fails.
+    let p = Project::new(&n.fill(
+        r#"
+docker_build('{repo}', 'ctx', dockerfile_contents='FROM {base}\nRUN grep -q "10.9.8.7[[:space:]]*tiltrs-host" /etc/hosts && ! ip link show eth0\nCOPY hello.txt /hello.txt\n',
+  network='none', extra_hosts=['tiltrs-host:10.9.8.7'], cache_from=['{base}'], platform='linux/amd64')
+docker_compose('docker-compose.yml', project_name='{project}')
+"#,
+    ));
+    p.write(
+        "docker-compose.yml",
+        &n.fill("services:\n  app:\n    image: {repo}\n    command: [\"sleep\", \"3600\"]\n"),
+    );
+    p.write("ctx/hello.txt", "inline dockerfile");
+    let out = p.ci(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        run_in(&tilt_tag(&n.repo), "cat /hello.txt"),
+        "inline dockerfile"
+    );
+
+    // pull=True asks the engine to pull the base image, even with the result cached; no
+    // registry is reachable here, so the build fails on that pull.
+    p.write_tiltfile(&n.fill(
+        r#"
+docker_build('{repo}', 'ctx', dockerfile_contents='FROM {base}\nCOPY hello.txt /hello.txt\n', pull=True)
+docker_compose('docker-compose.yml', project_name='{project}')
+"#,
+    ));
+    let out = p.ci(&[]);
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(!log.contains("is up to date"), "{log}");
+    assert!(log.contains("tiltrs-test/busybox"), "{log}");
+}
+
+#[test]
+fn custom_build_deps_are_watched_under_up() {
+    if !docker_or_skip("custom_build_deps_are_watched_under_up") {
+        return;
+    }
+    let n = Names::new("cwatch");
+    let p = Project::new(&n.fill(
+        r#"
+custom_build('{repo}', 'printf "FROM {base}\\nCOPY x /x\\n" | docker build -q -t $EXPECTED_REF -f - src', deps=['src'])
+docker_compose('docker-compose.yml', project_name='{project}')
+"#,
+    ));
+    p.write(
+        "docker-compose.yml",
+        &n.fill("services:\n  app:\n    image: {repo}\n    command: [\"sleep\", \"3600\"]\n"),
+    );
+    p.write("src/x", "one");
+    let up = Up::start(&p, &["--stream"]);
+    up.wait_for("Update succeeded");
+    let first = container_image(&n.project);
+    assert_eq!(run_in(&first, "cat /x"), "one");
+    // Let the next build get a different EXPECTED_REF (it has one-second resolution).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    p.write("src/x", "two");
+    up.wait_for_count(2, |l| l.contains("Update succeeded"));
+    let second = container_image(&n.project);
+    assert_ne!(first, second);
+    assert_eq!(run_in(&second, "cat /x"), "two");
+}
+
+/// The image of the project's one container.
+fn container_image(project: &str) -> String {
+    let containers = project_containers(project);
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    docker(&["inspect", "--format", "{{.Config.Image}}", &containers[0]]).expect("inspect")
+}

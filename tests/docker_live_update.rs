@@ -32,6 +32,7 @@ services:
   web:
     image: {repo}
     command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    init: true
     ports: ["127.0.0.1:{port}:80"]
   restarter:
     image: {repo}-restart
@@ -171,7 +172,9 @@ fn live_update_syncs_runs_restarts_and_falls_back() {
         docker(&["exec", &web, "test", "-e", "/www/evil"]).is_err(),
         "an escaping symlink reached the container"
     );
+    let live_updates = up.count(|l| l.contains("Live update succeeded"));
     std::fs::remove_file(p.dir.join("www/evil")).expect("rm symlink");
+    up.wait_for_count(live_updates + 1, |l| l.contains("Live update succeeded"));
     // A stopped container: the next change falls back to a full deploy.
     docker(&["stop", "-t", "0", &web]).expect("stop");
     wait_until(|| service_container(&s.name, "web").is_empty().then_some(()))

@@ -25,6 +25,8 @@ pub enum ContainerUpdateError {
     Archive(String),
     #[error("run step {command:?} failed with exit code {code}")]
     RunFailed { command: String, code: i64 },
+    #[error("deleting files in the container ({command:?}) failed with exit code {code}")]
+    DeleteFailed { command: String, code: i64 },
     #[error(transparent)]
     Docker(#[from] DockerError),
 }
@@ -124,7 +126,7 @@ async fn remove(docker: &Docker, id: &str, paths: &[String]) -> Result<(), Conta
     argv.extend(paths.iter().cloned());
     let code = exec(docker, id, &argv, None).await?;
     if code != 0 {
-        return Err(ContainerUpdateError::RunFailed {
+        return Err(ContainerUpdateError::DeleteFailed {
             command: display_command(&argv),
             code,
         });

@@ -89,9 +89,22 @@ fn live_update_plan(
         .container
         .clone()
         .ok_or_else(|| Some("no running container to live update".to_string()))?;
-    for other in req.images.iter().filter(|i| {
-        i.image_ref != image.image_ref && req.resource.image_refs.contains(&i.image_ref)
-    }) {
+    let others: Vec<&ImageTarget> = req
+        .images
+        .iter()
+        .filter(|i| {
+            i.image_ref != image.image_ref && req.resource.image_refs.contains(&i.image_ref)
+        })
+        .collect();
+    // The watcher reports only files some image of the resource sees: with one image, every
+    // changed file is its own, and its context filter need not be built again here.
+    if others.is_empty() {
+        return match liveupdate::plan(&image.live_update, changed) {
+            Plan::Fallback { reason } => Err(Some(reason)),
+            Plan::Update(plan) => Ok((container, plan)),
+        };
+    }
+    for other in others {
         if let Some(file) = files_of(other, changed).first() {
             return Err(Some(format!(
                 "{} belongs to image {}, which has no live_update",
