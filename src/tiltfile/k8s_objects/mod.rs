@@ -408,11 +408,23 @@ fn string_map(v: Option<&Json>) -> Vec<(String, String)> {
 
 /// Joins parts with `:`, escaping `:` and `\` inside them.
 pub fn escape_join(parts: &[&str]) -> String {
-    parts
-        .iter()
-        .map(|p| p.replace('\\', "\\\\").replace(':', "\\:"))
-        .collect::<Vec<_>>()
-        .join(":")
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        if part.contains(['\\', ':']) {
+            for c in part.chars() {
+                if c == '\\' || c == ':' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 /// Splits on unescaped `:`, un-escaping `\:` and `\\`; other escapes are errors.
@@ -465,10 +477,10 @@ fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
 /// the object's `apiVersion`, `namespace` against its namespace (`default` when absent).
 #[derive(Debug, Clone)]
 pub struct ObjectSelector {
-    api_version: Option<regex::Regex>,
-    kind: Option<regex::Regex>,
-    name: Option<regex::Regex>,
-    namespace: Option<regex::Regex>,
+    api_version: Option<FieldMatcher>,
+    kind: Option<FieldMatcher>,
+    name: Option<FieldMatcher>,
+    namespace: Option<FieldMatcher>,
     /// The strings the selector was built from, for equality.
     key: [String; 4],
 }
@@ -491,13 +503,56 @@ fn regex_error(field: &str, err: &regex::Error) -> String {
     format!("error parsing {field} regexp: error parsing regexp: {detail}")
 }
 
-fn compile(field: &str, pattern: &str) -> Result<Option<regex::Regex>, String> {
+/// How one field of an object is matched, case-insensitively. Patterns without regex syntax
+/// (most of them: `Job`, `apps/v1`, names) skip compiling a regex.
+#[derive(Debug, Clone)]
+enum FieldMatcher {
+    /// Contains this (lowercase) literal.
+    Contains(String),
+    /// Equals this (lowercase) literal.
+    Equals(String),
+    Regex(regex::Regex),
+}
+
+impl FieldMatcher {
+    fn is_match(&self, field: &str) -> bool {
+        match self {
+            FieldMatcher::Contains(lit) => {
+                if field.is_ascii() {
+                    field
+                        .as_bytes()
+                        .windows(lit.len())
+                        .any(|w| w.eq_ignore_ascii_case(lit.as_bytes()))
+                } else {
+                    field.to_lowercase().contains(lit.as_str())
+                }
+            }
+            FieldMatcher::Equals(lit) => {
+                field.eq_ignore_ascii_case(lit)
+                    || (!field.is_ascii() && field.to_lowercase() == *lit)
+            }
+            FieldMatcher::Regex(re) => re.is_match(field),
+        }
+    }
+}
+
+fn compile(field: &str, pattern: &str) -> Result<Option<FieldMatcher>, String> {
     if pattern.is_empty() {
         return Ok(None);
     }
+    let literal = pattern
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | ' '));
+    if literal {
+        return Ok(Some(FieldMatcher::Contains(pattern.to_ascii_lowercase())));
+    }
     regex::Regex::new(&format!("(?i){pattern}"))
-        .map(Some)
+        .map(|re| Some(FieldMatcher::Regex(re)))
         .map_err(|e| regex_error(field, &e))
+}
+
+fn exact(literal: &str) -> Option<FieldMatcher> {
+    (!literal.is_empty()).then(|| FieldMatcher::Equals(literal.to_lowercase()))
 }
 
 impl ObjectSelector {
@@ -525,21 +580,18 @@ impl ObjectSelector {
 
     /// Exact, case-insensitive matches of literal strings (`objects=` fragments).
     pub fn exact(kind: &str, name: &str, namespace: &str) -> Result<ObjectSelector, String> {
-        let lit = |s: &str| {
-            if s.is_empty() {
-                String::new()
-            } else {
-                format!("^{}$", regex::escape(s))
-            }
-        };
-        let mut sel = ObjectSelector::partial("", &lit(kind), &lit(name), &lit(namespace))?;
-        sel.key = [
-            "=".to_owned(),
-            kind.to_owned(),
-            name.to_owned(),
-            namespace.to_owned(),
-        ];
-        Ok(sel)
+        Ok(ObjectSelector {
+            api_version: None,
+            kind: exact(kind),
+            name: exact(name),
+            namespace: exact(namespace),
+            key: [
+                "=".to_owned(),
+                kind.to_owned(),
+                name.to_owned(),
+                namespace.to_owned(),
+            ],
+        })
     }
 
     /// Parses `name[:kind[:namespace]]` (with `\:` and `\\` escapes).
@@ -560,7 +612,7 @@ impl ObjectSelector {
     }
 
     pub fn matches(&self, o: &K8sObject) -> bool {
-        let test = |re: &Option<regex::Regex>, s: &str| re.as_ref().is_none_or(|r| r.is_match(s));
+        let test = |m: &Option<FieldMatcher>, s: &str| m.as_ref().is_none_or(|m| m.is_match(s));
         test(&self.api_version, &o.api_version)
             && test(&self.kind, &o.kind)
             && test(&self.name, &o.name)
@@ -846,5 +898,44 @@ spec:
         let objs = parse_objects(DEPLOY).unwrap();
         assert_eq!(objs[0].metadata_label_sets().len(), 2);
         assert_eq!(objs[1].metadata_label_sets().len(), 1);
+    }
+
+    #[test]
+    fn literal_field_patterns_match_as_their_regexes_would() {
+        let patterns = [
+            "Job", "apps/v1", "my-app", "batch/v1", "x_y", "", "Job$", "^Dep.*",
+        ];
+        let fields = [
+            "Job",
+            "CronJob",
+            "job",
+            "JOBS",
+            "apps/v1",
+            "APPS/V1beta",
+            "my-app-2",
+            "Deployment",
+            "ß-Job",
+            "",
+        ];
+        for p in patterns {
+            let fast = compile("kind", p).expect("compiles");
+            let slow =
+                (!p.is_empty()).then(|| regex::Regex::new(&format!("(?i){p}")).expect("regex"));
+            for f in fields {
+                assert_eq!(
+                    fast.as_ref().is_none_or(|m| m.is_match(f)),
+                    slow.as_ref().is_none_or(|r| r.is_match(f)),
+                    "pattern {p:?} on {f:?}"
+                );
+            }
+        }
+        let exact = ObjectSelector::exact("Deployment", "Web", "").expect("exact");
+        let key = |kind: &str, name: &str| {
+            exact.kind.as_ref().is_some_and(|m| m.is_match(kind))
+                && exact.name.as_ref().is_some_and(|m| m.is_match(name))
+        };
+        assert!(key("deployment", "web"));
+        assert!(!key("deployments", "web"));
+        assert!(!key("deployment", "web2"));
     }
 }
