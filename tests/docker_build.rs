@@ -315,3 +315,29 @@ fn container_image(project: &str) -> String {
     assert_eq!(containers.len(), 1, "{containers:?}");
     docker(&["inspect", "--format", "{{.Config.Image}}", &containers[0]]).expect("inspect")
 }
+
+/// Runs everywhere: no engine is needed to see the error for a missing one.
+#[test]
+fn an_unreachable_engine_is_a_clear_error_on_the_resource() {
+    let p = Project::new(
+        "docker_build('tiltrs-test/unreachable', '.')\ndocker_compose('docker-compose.yml', project_name='tiltrs-unreachable')\n",
+    );
+    p.write(
+        "docker-compose.yml",
+        "services:\n  app:\n    image: tiltrs-test/unreachable\n",
+    );
+    p.write("Dockerfile", "FROM scratch\n");
+    let socket = p.out.join("no-docker.sock");
+    let out = p
+        .command("ci")
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .output()
+        .expect("ci");
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("cannot connect to the Docker engine at DOCKER_HOST=unix://"),
+        "{log}"
+    );
+    assert!(log.contains("app"), "the error names the resource:\n{log}");
+}
