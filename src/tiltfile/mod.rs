@@ -102,6 +102,11 @@ pub fn evaluate_with_log(options: &EvalOptions) -> Result<Evaluated, TiltfileErr
             config_files: vec![main_path],
         });
     }
+    // Start parsing the YAML files the Tiltfile names first, so that it overlaps with setting
+    // up the Starlark globals as well as with the evaluation.
+    let prefetch = std::fs::read_to_string(&main_path)
+        .ok()
+        .and_then(|source| yaml_prefetch::YamlPrefetch::start(&main_dir, &source));
     builtins::EnvOverlay::reset();
     let mut state = state::State {
         main_dir: main_dir.clone(),
@@ -123,10 +128,7 @@ pub fn evaluate_with_log(options: &EvalOptions) -> Result<Evaluated, TiltfileErr
 
     let globals = eval::build_globals(&main_path, &options.subcommand);
     let evaluation = eval::Evaluation::new(state, globals);
-    if let Ok(source) = std::fs::read_to_string(&main_path) {
-        *evaluation.yaml_prefetch.borrow_mut() =
-            yaml_prefetch::YamlPrefetch::start(&main_dir, &source);
-    }
+    *evaluation.yaml_prefetch.borrow_mut() = prefetch;
     let outcome = evaluation.exec_file(&main_path, true);
     let rendered = evaluation.rendered_error.borrow_mut().take();
     let state = evaluation.state.into_inner();
