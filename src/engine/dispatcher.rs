@@ -597,14 +597,23 @@ impl Dispatcher {
         self.units.entry(name.to_string()).or_default().build = Some((id, token));
     }
 
-    fn on_build_done(&mut self, name: &str, id: u64, outcome: CmdOutcome) {
+    /// Whether build `id` is the resource's current one (reports from replaced builds are
+    /// ignored); if so, it is over.
+    fn finish_unit_build(&mut self, name: &str, id: u64) -> bool {
         let Some(unit) = self.units.get_mut(name) else {
-            return;
+            return false;
         };
         if unit.build.as_ref().map(|b| b.0) != Some(id) {
-            return;
+            return false;
         }
         unit.build = None;
+        true
+    }
+
+    fn on_build_done(&mut self, name: &str, id: u64, outcome: CmdOutcome) {
+        if !self.finish_unit_build(name, id) {
+            return;
+        }
         let Some(rs) = self.resource_mut(name) else {
             return;
         };
@@ -880,13 +889,9 @@ impl Dispatcher {
     }
 
     fn on_deployed(&mut self, name: &str, id: u64, outcome: DeployOutcome) {
-        let Some(unit) = self.units.get_mut(name) else {
-            return;
-        };
-        if unit.build.as_ref().map(|b| b.0) != Some(id) {
+        if !self.finish_unit_build(name, id) {
             return;
         }
-        unit.build = None;
         let Some(rs) = self.resource_mut(name) else {
             return;
         };
