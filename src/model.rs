@@ -242,6 +242,37 @@ pub struct ImageTarget {
     pub image_deps: Vec<String>,
 }
 
+impl ImageTarget {
+    /// An image of `builder` with Tilt's defaults for every option.
+    pub fn new(image_ref: impl Into<String>, builder: Builder, context: PathBuf) -> Self {
+        ImageTarget {
+            image_ref: image_ref.into(),
+            builder,
+            context,
+            dockerfile: None,
+            dockerfile_contents: String::new(),
+            build_args: BTreeMap::new(),
+            target: String::new(),
+            only: Vec::new(),
+            ignore: Vec::new(),
+            live_update: Vec::new(),
+            custom: None,
+            match_in_env_vars: false,
+            entrypoint: Vec::new(),
+            container_args: None,
+            network: String::new(),
+            extra_hosts: Vec::new(),
+            platform: String::new(),
+            pull: false,
+            cache_from: Vec::new(),
+            extra_tag: Vec::new(),
+            ssh: Vec::new(),
+            secret: Vec::new(),
+            image_deps: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CustomBuildSpec {
     pub command: Vec<String>,

@@ -542,7 +542,6 @@ fn archive_name(name: &str) -> Result<String, ContextError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::{Duration, SystemTime};
 
     use super::*;
@@ -550,29 +549,9 @@ mod tests {
 
     fn image(context: &Path) -> ImageTarget {
         ImageTarget {
-            image_ref: "app".into(),
-            builder: Builder::Docker,
-            context: context.to_path_buf(),
             dockerfile: Some(context.join("Dockerfile")),
             dockerfile_contents: "FROM scratch\n".into(),
-            build_args: BTreeMap::new(),
-            target: String::new(),
-            only: Vec::new(),
-            ignore: Vec::new(),
-            live_update: Vec::new(),
-            custom: None,
-            match_in_env_vars: false,
-            entrypoint: Vec::new(),
-            container_args: None,
-            network: String::new(),
-            extra_hosts: Vec::new(),
-            platform: String::new(),
-            pull: false,
-            cache_from: Vec::new(),
-            extra_tag: Vec::new(),
-            ssh: Vec::new(),
-            secret: Vec::new(),
-            image_deps: Vec::new(),
+            ..ImageTarget::new("app", Builder::Docker, context.to_path_buf())
         }
     }
 

@@ -736,31 +736,7 @@ metadata: {name: cfg}
     }
 
     fn build(image_ref: &str) -> ImageTarget {
-        ImageTarget {
-            image_ref: image_ref.to_owned(),
-            builder: crate::model::Builder::Docker,
-            context: Default::default(),
-            dockerfile: None,
-            dockerfile_contents: String::new(),
-            build_args: Default::default(),
-            target: String::new(),
-            only: Vec::new(),
-            ignore: Vec::new(),
-            live_update: Vec::new(),
-            custom: None,
-            match_in_env_vars: false,
-            entrypoint: Vec::new(),
-            container_args: None,
-            network: String::new(),
-            extra_hosts: Vec::new(),
-            platform: String::new(),
-            pull: false,
-            cache_from: Vec::new(),
-            extra_tag: Vec::new(),
-            ssh: Vec::new(),
-            secret: Vec::new(),
-            image_deps: Vec::new(),
-        }
+        ImageTarget::new(image_ref, crate::model::Builder::Docker, Default::default())
     }
 
     #[test]

@@ -358,14 +358,6 @@ fn docker_builtins(builder: &mut GlobalsBuilder) {
         let deps: Vec<PathBuf> = deps.iter().map(|d| abs_path(&cwd, d)).collect();
         check_paths_under(f, &live_update, &deps, "the custom_build deps")?;
         let image = ImageTarget {
-            image_ref: r#ref.to_owned(),
-            builder: Builder::Custom,
-            context: cwd.clone(),
-            dockerfile: None,
-            dockerfile_contents: String::new(),
-            build_args: Default::default(),
-            target: String::new(),
-            only: Vec::new(),
             ignore: ignore.iter().map(|i| absolutize(&cwd, i)).collect(),
             live_update,
             custom: Some(CustomBuildSpec {
@@ -387,15 +379,8 @@ fn docker_builtins(builder: &mut GlobalsBuilder) {
                 .unwrap_or(false),
             entrypoint,
             container_args,
-            network: String::new(),
-            extra_hosts: Vec::new(),
-            platform: String::new(),
-            pull: false,
-            cache_from: Vec::new(),
-            extra_tag: Vec::new(),
-            ssh: Vec::new(),
-            secret: Vec::new(),
             image_deps,
+            ..ImageTarget::new(r#ref, Builder::Custom, cwd.clone())
         };
         add_image(ev, f, image)?;
         Ok(TiltObject::CustomBuild {
