@@ -4,6 +4,7 @@
 //! (plain data), which [`graph::ResourceGraph`] turns into a dependency graph that the
 //! [`engine`] runs. See `ARCHITECTURE.md` for how the pieces fit.
 
+pub mod api;
 pub mod build;
 pub mod cli;
 pub mod docker;

@@ -18,7 +18,7 @@ const RESET: &str = "\x1b[0m";
 const RED: &str = "\x1b[31m";
 const DIM: &str = "\x1b[2m";
 /// Prefixes are padded up to this width; longer names are shown whole.
-const MAX_PAD: usize = 24;
+pub const MAX_PAD: usize = 24;
 
 /// Whether to colour stdout.
 pub fn use_colour() -> bool {
@@ -27,11 +27,15 @@ pub fn use_colour() -> bool {
 
 /// Formats one line. `width` is the prefix width.
 pub fn format_line(line: &LogLine, width: usize, colour: bool) -> String {
-    let name: &str = &line.span;
+    format_parts(&line.span, line.kind, &line.text, width, colour)
+}
+
+/// Formats a line of `name`'s log of `kind`.
+pub fn format_parts(name: &str, kind: LogKind, text: &str, width: usize, colour: bool) -> String {
     let pad = width.saturating_sub(name.chars().count());
     let prefix = format!("{}{name}", " ".repeat(pad));
     if !colour {
-        return format!("{prefix} │ {}", line.text);
+        return format!("{prefix} │ {text}");
     }
     let c = if name == TILTFILE_SPAN {
         DIM
@@ -41,10 +45,10 @@ pub fn format_line(line: &LogLine, width: usize, colour: bool) -> String {
             .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         COLOURS[h % COLOURS.len()]
     };
-    match line.kind {
-        LogKind::Output => format!("{c}{prefix}{RESET} │ {}", line.text),
-        LogKind::Event => format!("{c}{prefix}{RESET} │ {DIM}{}{RESET}", line.text),
-        LogKind::Error => format!("{c}{prefix}{RESET} │ {RED}{}{RESET}", line.text),
+    match kind {
+        LogKind::Output => format!("{c}{prefix}{RESET} │ {text}"),
+        LogKind::Event => format!("{c}{prefix}{RESET} │ {DIM}{text}{RESET}"),
+        LogKind::Error => format!("{c}{prefix}{RESET} │ {RED}{text}{RESET}"),
     }
 }
 

@@ -3,7 +3,12 @@
 //! This is the only place where `anyhow` errors are turned into messages and exit codes.
 
 mod ci;
+mod client;
+mod control;
 mod down;
+mod get;
+mod logs;
+mod status_view;
 mod tiltfile_result;
 mod up;
 mod version;
@@ -34,6 +39,20 @@ pub enum Command {
     Ci(ci::CiArgs),
     /// Remove what `tiltrs up` created and left running.
     Down(down::DownArgs),
+    /// List the running session's resources (or `session`).
+    Get(get::GetArgs),
+    /// Show one resource of the running session in full.
+    Describe(get::DescribeArgs),
+    /// Print the running session's logs (`-f` to follow).
+    Logs(logs::LogsArgs),
+    /// Update a resource of the running session now.
+    Trigger(control::TriggerArgs),
+    /// Enable resources of the running session.
+    Enable(control::EnableArgs),
+    /// Disable resources of the running session (their processes stop).
+    Disable(control::EnableArgs),
+    /// Change the running session's Tiltfile args (after `--`) and reload.
+    Args(control::ArgsArgs),
     /// Print the tiltrs version.
     Version,
     /// Commands that may change between releases.
@@ -65,6 +84,13 @@ pub fn main() -> ExitCode {
         Command::Up(args) => up::run(args),
         Command::Ci(args) => ci::run(args),
         Command::Down(args) => down::run(args),
+        Command::Get(args) => get::run_get(args),
+        Command::Describe(args) => get::run_describe(args),
+        Command::Logs(args) => logs::run(args),
+        Command::Trigger(args) => control::run_trigger(args),
+        Command::Enable(args) => control::run_enable(args, true),
+        Command::Disable(args) => control::run_enable(args, false),
+        Command::Args(args) => control::run_args(args),
         Command::Version => version::run(),
         Command::Alpha(AlphaCommand::TiltfileResult(args)) => tiltfile_result::run(args),
     };

@@ -11,9 +11,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use std::io::IsTerminal as _;
+
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
 
 use super::TiltfileArgs;
+use super::status_view::{self, ViewExit};
+use crate::api;
 use crate::engine::{self, EngineConfig, EngineHandle, Mode, TiltfileLoader};
 use crate::runtime::reaper;
 use crate::term::Printer;
@@ -37,6 +42,9 @@ pub struct ServerArgs {
         hide_short_help = true
     )]
     pub debounce_ms: u64,
+    /// Log memory to keep, in MiB; the oldest lines are dropped past it.
+    #[arg(long, env = "TILTRS_LOG_LIMIT_MB", default_value_t = 32)]
+    pub log_limit_mb: usize,
     /// Seconds to wait after SIGTERM before a stopping process gets SIGKILL.
     #[arg(
         long,
@@ -53,7 +61,8 @@ pub struct UpArgs {
     pub tiltfile: TiltfileArgs,
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Stream logs to the terminal (the only output mode for now; accepted for Tilt compatibility).
+    /// Stream logs to the terminal instead of the status view (always so when stdout is not
+    /// a terminal).
     #[arg(long)]
     pub stream: bool,
 }
@@ -61,18 +70,60 @@ pub struct UpArgs {
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
-        let config = engine_config(&args.tiltfile, &args.server, Mode::Up, "up")?;
+        let listener = api::Listener::bind(&args.server.host, args.server.port).await?;
+        let mut config = engine_config(&args.tiltfile, &args.server, Mode::Up, "up")?;
+        config.web_port = listener.addr().port();
         let (handle, task) = engine::start(config);
-        let printer = Printer::start(handle.store());
+        let server = api::serve(
+            listener,
+            handle.clone(),
+            api::guard::default_session_dir().as_deref(),
+        )?;
+        eprintln!("tiltrs started on {}", server.url());
+        let (done_tx, done_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            let _ = task.await;
+            let _ = done_tx.send(true);
+        });
+        let engine_done = || {
+            let mut done = done_rx.clone();
+            async move {
+                let _ = done.wait_for(|d| *d).await;
+            }
+        };
         let mut signals = Signals::new()?;
-        tokio::pin!(task);
+        let interactive =
+            !args.stream && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+        if interactive {
+            let trigger_handle = handle.clone();
+            let trigger = move |name: String| {
+                let h = trigger_handle.clone();
+                tokio::spawn(async move {
+                    let _ = h.trigger(&name).await;
+                });
+            };
+            let view =
+                status_view::run(handle.store().clone(), server.url(), trigger, engine_done());
+            tokio::select! {
+                exit = view => match exit {
+                    Ok(ViewExit::Stream) => {}
+                    Ok(ViewExit::Quit) => signals.request_stop(&handle),
+                    Err(e) => eprintln!("The status view failed ({e}); streaming logs instead"),
+                },
+                _ = signals.next() => signals.escalate(&handle),
+            }
+        }
+        let printer = Printer::start(handle.store());
+        let done = engine_done();
+        tokio::pin!(done);
         loop {
             tokio::select! {
-                _ = &mut task => break,
+                _ = &mut done => break,
                 _ = signals.next() => signals.escalate(&handle),
             }
         }
         printer.finish(handle.store());
+        drop(server);
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -127,6 +178,7 @@ pub(super) fn engine_config(
     config.stop_grace = Duration::from_secs(server.stop_grace_secs);
     config.web_host = server.host.clone();
     config.web_port = server.port;
+    config.log_limit_bytes = server.log_limit_mb.saturating_mul(1 << 20);
     Ok(config)
 }
 
@@ -153,6 +205,12 @@ impl Signals {
             _ = self.term.recv() => {}
         }
         self.count += 1;
+    }
+
+    /// Counts a stop asked for another way (the status view's quit key) and escalates.
+    pub(super) fn request_stop(&mut self, handle: &EngineHandle) {
+        self.count += 1;
+        self.escalate(handle);
     }
 
     /// Asks the engine to stop: gracefully the first time, at once after that.

@@ -69,6 +69,8 @@ struct Dispatcher {
     loading: bool,
     reload_again: Option<BuildReason>,
     trigger_order: Vec<String>,
+    /// Resources enabled or disabled through the API; they hold over the Tiltfile's choice.
+    enabled_overrides: HashMap<String, bool>,
     next_id: u64,
     max_parallel: usize,
     kill_now: CancellationToken,
@@ -93,6 +95,7 @@ pub(super) async fn run(
         loading: false,
         reload_again: None,
         trigger_order: Vec::new(),
+        enabled_overrides: HashMap::new(),
         next_id: 0,
         max_parallel: 3,
         kill_now: CancellationToken::new(),
@@ -113,7 +116,11 @@ pub(super) async fn run(
             Err(e) => d.store.log(TILTFILE_SPAN, LogKind::Error, e.to_string()),
         }
     }
-    Arc::make_mut(&mut d.state.tiltfile).path = d.cfg.tiltfile.clone();
+    {
+        let ts = Arc::make_mut(&mut d.state.tiltfile);
+        ts.path = d.cfg.tiltfile.clone();
+        ts.args = d.cfg.loader.args();
+    }
     d.update_watches();
     d.start_load(BuildReason::Initial);
     d.publish();
@@ -182,6 +189,16 @@ impl Dispatcher {
                 let _ = reply.send(self.trigger(&name));
             }
             Msg::Reload => self.start_load(BuildReason::Trigger),
+            Msg::SetEnabled {
+                name,
+                enabled,
+                reply,
+            } => {
+                let _ = reply.send(self.set_enabled(&name, enabled));
+            }
+            Msg::SetArgs { args, reply } => {
+                let _ = reply.send(self.set_args(args));
+            }
             Msg::Shutdown { immediate } => self.shutdown(immediate),
             Msg::Loaded { result, record } => self.on_loaded(*result, record),
             Msg::BuildDone { name, id, outcome } => self.on_build_done(&name, id, outcome),
@@ -273,6 +290,12 @@ impl Dispatcher {
                     ts.config_files = new.config_files.clone();
                     ts.warnings = new.warnings.clone();
                     ts.settings = new.settings.clone();
+                }
+                let mut new = new;
+                for spec in &mut new.resources {
+                    if let Some(&enabled) = self.enabled_overrides.get(&spec.name) {
+                        spec.enabled = enabled;
+                    }
                 }
                 self.apply(new);
             }
@@ -496,6 +519,48 @@ impl Dispatcher {
         if !self.trigger_order.iter().any(|n| n == name) {
             self.trigger_order.push(name.to_string());
         }
+        Ok(())
+    }
+
+    fn set_enabled(&mut self, name: &str, enabled: bool) -> Result<(), EngineError> {
+        if self.shutting_down {
+            return Err(EngineError::Stopped);
+        }
+        let mut result = self
+            .result
+            .clone()
+            .filter(|r| r.resources.iter().any(|s| s.name == name))
+            .ok_or_else(|| EngineError::UnknownResource(name.to_string()))?;
+        self.enabled_overrides.insert(name.to_string(), enabled);
+        for spec in result.resources.iter_mut().filter(|s| s.name == name) {
+            if spec.enabled == enabled {
+                return Ok(());
+            }
+            spec.enabled = enabled;
+        }
+        if enabled {
+            self.event(name, "Resource enabled");
+        }
+        self.apply(result);
+        self.update_watches();
+        Ok(())
+    }
+
+    fn set_args(&mut self, args: Vec<String>) -> Result<(), EngineError> {
+        if self.shutting_down {
+            return Err(EngineError::Stopped);
+        }
+        let loader = self
+            .cfg
+            .loader
+            .with_args(args.clone())
+            .ok_or(EngineError::ArgsUnsupported)?;
+        self.cfg.loader = loader;
+        self.enabled_overrides.clear();
+        self.event(TILTFILE_SPAN, format!("Tiltfile args changed to: {args:?}"));
+        Arc::make_mut(&mut self.state.tiltfile).args = args;
+        self.dirty = true;
+        self.start_load(BuildReason::TiltfileChange);
         Ok(())
     }
 

@@ -29,7 +29,7 @@ pub use state::{
     BuildReason, BuildRecord, BuildResult, ContainerState, EngineState, ResourceState,
     RuntimeStatus, UpdateStatus,
 };
-pub use store::{LogKind, LogLine, Store, TILTFILE_SPAN};
+pub use store::{LogKind, LogLine, LogPage, LogUsage, Store, TILTFILE_SPAN};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EngineError {
@@ -39,12 +39,24 @@ pub enum EngineError {
     Disabled(String),
     #[error("the engine has stopped")]
     Stopped,
+    #[error("this session's Tiltfile loader takes no arguments")]
+    ArgsUnsupported,
 }
 
 /// Produces a Tiltfile result; [`TiltfileLoader`] evaluates the real Tiltfile, tests plug in
 /// their own.
 pub trait Loader: Send + Sync + 'static {
     fn load(&self) -> Result<TiltfileResult, TiltfileError>;
+
+    /// The Tiltfile args (what follows `--`) this loader passes.
+    fn args(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The same loader with other Tiltfile args, when it takes args.
+    fn with_args(&self, _args: Vec<String>) -> Option<Arc<dyn Loader>> {
+        None
+    }
 }
 
 /// Evaluates a Tiltfile with [`crate::tiltfile::evaluate`].
@@ -54,6 +66,17 @@ pub struct TiltfileLoader(pub EvalOptions);
 impl Loader for TiltfileLoader {
     fn load(&self) -> Result<TiltfileResult, TiltfileError> {
         crate::tiltfile::evaluate(&self.0)
+    }
+
+    fn args(&self) -> Vec<String> {
+        self.0.args.clone()
+    }
+
+    fn with_args(&self, args: Vec<String>) -> Option<Arc<dyn Loader>> {
+        Some(Arc::new(TiltfileLoader(EvalOptions {
+            args,
+            ..self.0.clone()
+        })))
     }
 }
 
@@ -88,6 +111,8 @@ pub struct EngineConfig {
     /// Passed to every command as `TILT_HOST` / `TILT_PORT`.
     pub web_host: String,
     pub web_port: u16,
+    /// Log memory kept (see [`Store::with_log_limit`]).
+    pub log_limit_bytes: usize,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -114,6 +139,7 @@ impl EngineConfig {
             stop_grace: Duration::from_secs(30),
             web_host: "127.0.0.1".into(),
             web_port: 10350,
+            log_limit_bytes: store::DEFAULT_LOG_LIMIT_BYTES,
         }
     }
 }
@@ -124,6 +150,15 @@ pub(crate) enum Msg {
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
     Reload,
+    SetEnabled {
+        name: String,
+        enabled: bool,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    SetArgs {
+        args: Vec<String>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     Shutdown {
         immediate: bool,
     },
@@ -174,13 +209,35 @@ impl EngineHandle {
 
     /// Queues an update of `name`, as Tilt's trigger button does.
     pub async fn trigger(&self, name: &str) -> Result<(), EngineError> {
+        self.ask(|reply| Msg::Trigger {
+            name: name.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Enables or disables `name`, as the UI's toggle does. The choice holds across Tiltfile
+    /// reloads until the args change.
+    pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), EngineError> {
+        self.ask(|reply| Msg::SetEnabled {
+            name: name.to_string(),
+            enabled,
+            reply,
+        })
+        .await
+    }
+
+    /// Replaces the Tiltfile args (what follows `--`) and reloads, as `tilt args` does.
+    pub async fn set_args(&self, args: Vec<String>) -> Result<(), EngineError> {
+        self.ask(|reply| Msg::SetArgs { args, reply }).await
+    }
+
+    async fn ask(
+        &self,
+        msg: impl FnOnce(oneshot::Sender<Result<(), EngineError>>) -> Msg,
+    ) -> Result<(), EngineError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Trigger {
-                name: name.to_string(),
-                reply,
-            })
-            .map_err(|_| EngineError::Stopped)?;
+        self.tx.send(msg(reply)).map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
@@ -199,7 +256,7 @@ impl EngineHandle {
 /// Starts the engine on the current tokio runtime. The returned task ends after a shutdown,
 /// once every process it started is gone.
 pub fn start(config: EngineConfig) -> (EngineHandle, JoinHandle<()>) {
-    let store = Store::new();
+    let store = Store::with_log_limit(config.log_limit_bytes);
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = EngineHandle {
         tx: tx.clone(),

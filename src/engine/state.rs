@@ -43,6 +43,8 @@ pub struct TiltfileState {
     pub history: VecDeque<LoadRecord>,
     pub config_files: Vec<PathBuf>,
     pub warnings: Vec<String>,
+    /// The Tiltfile args (what follows `--`).
+    pub args: Vec<String>,
     /// Settings of the last good load.
     pub settings: crate::model::Settings,
 }
@@ -108,7 +110,7 @@ impl BuildReason {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuildResult {
     Success,
@@ -128,7 +130,7 @@ pub struct BuildRecord {
 }
 
 /// The update side, as Tilt's UI shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateStatus {
     /// Disabled, or waiting for a first trigger.
@@ -140,7 +142,7 @@ pub enum UpdateStatus {
 }
 
 /// The runtime side (the serve process).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuntimeStatus {
     /// No `serve_cmd`.

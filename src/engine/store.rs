@@ -4,7 +4,8 @@
 //! State goes out through a `tokio::sync::watch` channel (subscribers see the latest
 //! snapshot); log lines are kept per span in bounded memory and broadcast as they arrive.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -16,14 +17,23 @@ use super::state::EngineState;
 /// The span of engine-level lines (Tiltfile loads and the like).
 pub const TILTFILE_SPAN: &str = "(Tiltfile)";
 
-/// Lines kept per span.
-pub const MAX_LINES_PER_SPAN: usize = 5_000;
-/// Bytes kept per span.
-pub const MAX_BYTES_PER_SPAN: usize = 1 << 20;
-/// Lines a slow subscriber may fall behind before it misses some.
+/// Log memory kept by default (`tiltrs up --log-limit-mb`).
+pub const DEFAULT_LOG_LIMIT_BYTES: usize = 32 << 20;
+/// What a kept line costs beyond its text: the line record, its queue slot and allocator
+/// rounding. Counted so that the limit bounds memory, not just text.
+const LINE_OVERHEAD: usize = 96;
+/// The share of the limit the kept lines' counted cost may reach. The rest is headroom for
+/// what the count cannot see (allocator rounding, queue capacity), so that the process's
+/// memory, not just the count, stays within the limit (`benches/api_load.rs` measures it).
+const KEEP_UP_TO_PERCENT: usize = 85;
+/// Once over that share, lines are dropped until this share is used, so eviction runs in
+/// batches rather than on every line.
+const EVICT_TO_PERCENT: usize = 75;
+/// Lines a slow subscriber may fall behind before it misses some (and catches up from the
+/// kept lines, see [`Store::lines_after`]).
 const BROADCAST_CAPACITY: usize = 16_384;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogKind {
     /// Output of a process.
@@ -37,24 +47,85 @@ pub enum LogKind {
 /// One log line.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogLine {
+    /// Grows by one per line across the session.
     pub seq: u64,
     pub time: SystemTime,
     /// A resource name, or [`TILTFILE_SPAN`].
     pub span: Arc<str>,
     pub kind: LogKind,
-    pub text: String,
+    pub text: Arc<str>,
+}
+
+impl LogLine {
+    fn cost(&self) -> usize {
+        self.text.len() + LINE_OVERHEAD
+    }
 }
 
 #[derive(Debug, Default)]
 struct SpanLog {
     lines: VecDeque<LogLine>,
-    bytes: usize,
+    /// Lines of this span dropped so far, and the seq of the newest of them.
+    evicted: u64,
+    evicted_upto: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Logs {
     seq: u64,
+    limit: usize,
+    used: usize,
+    evicted: u64,
     spans: HashMap<Arc<str>, SpanLog>,
+}
+
+impl Logs {
+    /// Drops the session's oldest lines until the kept ones fit well within the limit.
+    fn evict(&mut self) {
+        let target = self.limit / 100 * EVICT_TO_PERCENT;
+        let mut heads: BinaryHeap<Reverse<(u64, Arc<str>)>> = self
+            .spans
+            .iter()
+            .filter_map(|(k, l)| l.lines.front().map(|f| Reverse((f.seq, k.clone()))))
+            .collect();
+        while self.used > target {
+            let Some(Reverse((_, key))) = heads.pop() else {
+                break;
+            };
+            let Some(span) = self.spans.get_mut(&key) else {
+                continue;
+            };
+            let Some(old) = span.lines.pop_front() else {
+                continue;
+            };
+            self.used -= old.cost();
+            self.evicted += 1;
+            span.evicted += 1;
+            span.evicted_upto = old.seq;
+            if let Some(next) = span.lines.front() {
+                heads.push(Reverse((next.seq, key)));
+            }
+        }
+    }
+}
+
+/// Kept lines after a cursor, and what the reader missed (see [`Store::lines_after`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LogPage {
+    pub lines: Vec<LogLine>,
+    /// The newest seq of the session.
+    pub last_seq: u64,
+    /// Lines after the cursor that are no longer kept (or were cut by the page limit).
+    pub dropped: u64,
+}
+
+/// How much log memory is in use.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct LogUsage {
+    pub limit_bytes: usize,
+    pub used_bytes: usize,
+    pub dropped_lines: u64,
+    pub last_seq: u64,
 }
 
 /// Shared, cloneable access to state and logs.
@@ -73,11 +144,22 @@ impl Default for Store {
 
 impl Store {
     pub fn new() -> Self {
+        Store::with_log_limit(DEFAULT_LOG_LIMIT_BYTES)
+    }
+
+    /// A store that keeps at most about `limit_bytes` of log lines.
+    pub fn with_log_limit(limit_bytes: usize) -> Self {
         let (state, _) = watch::channel(EngineState::default());
         let (log_tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Store {
             state: Arc::new(state),
-            logs: Arc::new(Mutex::new(Logs::default())),
+            logs: Arc::new(Mutex::new(Logs {
+                seq: 0,
+                limit: limit_bytes.max(LINE_OVERHEAD * 16),
+                used: 0,
+                evicted: 0,
+                spans: HashMap::new(),
+            })),
             log_tx,
         }
     }
@@ -99,28 +181,69 @@ impl Store {
 
     /// The kept lines of `span` (oldest first); all spans interleaved when `None`.
     pub fn logs(&self, span: Option<&str>) -> Vec<LogLine> {
-        let Ok(logs) = self.logs.lock() else {
-            return Vec::new();
-        };
-        let mut out: Vec<LogLine> = match span {
-            Some(s) => logs
-                .spans
-                .get(s)
-                .map(|l| l.lines.iter().cloned().collect())
-                .unwrap_or_default(),
-            None => logs
-                .spans
-                .values()
-                .flat_map(|l| l.lines.iter().cloned())
-                .collect(),
-        };
-        if span.is_none() {
-            out.sort_by_key(|l| l.seq);
-        }
-        out
+        let spans: Vec<&str> = span.into_iter().collect();
+        self.lines_after(&spans, 0, usize::MAX).lines
     }
 
-    /// The last `n` output lines of `span`.
+    /// The kept lines with `seq > since` of `spans` (all spans when empty), oldest first; at
+    /// most `limit`, the newest ones when more are kept.
+    pub fn lines_after(&self, spans: &[&str], since: u64, limit: usize) -> LogPage {
+        let Ok(logs) = self.logs.lock() else {
+            return LogPage::default();
+        };
+        let mut page = LogPage {
+            last_seq: logs.seq,
+            ..LogPage::default()
+        };
+        let selected: Vec<&SpanLog> = if spans.is_empty() {
+            logs.spans.values().collect()
+        } else {
+            spans.iter().filter_map(|s| logs.spans.get(*s)).collect()
+        };
+        // Only the newest `limit` of each span can make the page: skip the rest uncopied.
+        let mut cut = 0u64;
+        for span in &selected {
+            let after = span.lines.partition_point(|l| l.seq <= since);
+            let from = after.max(span.lines.len().saturating_sub(limit));
+            cut += (from - after) as u64;
+            page.lines.extend(span.lines.range(from..).cloned());
+        }
+        page.dropped = if spans.is_empty() {
+            // Seqs are contiguous: whatever after `since` is not kept was dropped.
+            logs.seq.saturating_sub(since) - page.lines.len() as u64 - cut
+        } else {
+            selected
+                .iter()
+                .filter(|s| s.evicted_upto > since)
+                .map(|s| s.evicted.min(s.evicted_upto - since))
+                .sum()
+        };
+        if selected.len() > 1 {
+            page.lines.sort_unstable_by_key(|l| l.seq);
+        }
+        if page.lines.len() > limit {
+            let extra = page.lines.len() - limit;
+            page.lines.drain(..extra);
+            cut += extra as u64;
+        }
+        page.dropped += cut;
+        page
+    }
+
+    /// How much log memory is in use.
+    pub fn log_usage(&self) -> LogUsage {
+        let Ok(logs) = self.logs.lock() else {
+            return LogUsage::default();
+        };
+        LogUsage {
+            limit_bytes: logs.limit,
+            used_bytes: logs.used,
+            dropped_lines: logs.evicted,
+            last_seq: logs.seq,
+        }
+    }
+
+    /// The last `n` lines of `span`.
     pub fn tail(&self, span: &str, n: usize) -> Vec<String> {
         let Ok(logs) = self.logs.lock() else {
             return Vec::new();
@@ -129,14 +252,18 @@ impl Store {
             .get(span)
             .map(|l| {
                 let skip = l.lines.len().saturating_sub(n);
-                l.lines.iter().skip(skip).map(|l| l.text.clone()).collect()
+                l.lines
+                    .iter()
+                    .skip(skip)
+                    .map(|l| l.text.to_string())
+                    .collect()
             })
             .unwrap_or_default()
     }
 
     /// Appends a line to `span` and broadcasts it.
     pub fn log(&self, span: &str, kind: LogKind, text: impl Into<String>) {
-        let text = text.into();
+        let text: Arc<str> = Arc::from(text.into());
         let Ok(mut logs) = self.logs.lock() else {
             return;
         };
@@ -153,14 +280,14 @@ impl Store {
             kind,
             text,
         };
-        let entry = logs.spans.entry(key).or_default();
-        entry.bytes += line.text.len();
-        entry.lines.push_back(line.clone());
-        while entry.lines.len() > MAX_LINES_PER_SPAN || entry.bytes > MAX_BYTES_PER_SPAN {
-            match entry.lines.pop_front() {
-                Some(old) => entry.bytes -= old.text.len(),
-                None => break,
-            }
+        logs.used += line.cost();
+        logs.spans
+            .entry(key)
+            .or_default()
+            .lines
+            .push_back(line.clone());
+        if logs.used > logs.limit / 100 * KEEP_UP_TO_PERCENT {
+            logs.evict();
         }
         // Send while holding the lock so subscribers see lines in `seq` order.
         let _ = self.log_tx.send(line);
@@ -175,7 +302,7 @@ impl Store {
             time: SystemTime::now(),
             span: Arc::from(""),
             kind: LogKind::Event,
-            text: String::new(),
+            text: Arc::from(""),
         });
     }
 
@@ -188,17 +315,59 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn texts(lines: &[LogLine]) -> Vec<&str> {
+        lines.iter().map(|l| &*l.text).collect()
+    }
+
     #[test]
-    fn logs_are_bounded_per_span() {
-        let store = Store::new();
-        for i in 0..(MAX_LINES_PER_SPAN + 10) {
-            store.log("a", LogKind::Output, format!("{i}"));
+    fn memory_is_bounded_and_oldest_lines_go_first() {
+        let limit = 100 * (LINE_OVERHEAD + 4);
+        let store = Store::with_log_limit(limit);
+        store.log("b", LogKind::Output, "b000");
+        for i in 0..1000 {
+            store.log("a", LogKind::Output, format!("{i:04}"));
         }
-        store.log("b", LogKind::Output, "b1");
+        let usage = store.log_usage();
+        assert!(usage.used_bytes <= limit, "{usage:?}");
+        assert_eq!(usage.last_seq, 1001);
+        assert!(
+            store.logs(Some("b")).is_empty(),
+            "the oldest line, of b, was dropped first"
+        );
         let a = store.logs(Some("a"));
-        assert_eq!(a.len(), MAX_LINES_PER_SPAN);
-        assert_eq!(a[0].text, "10");
-        assert_eq!(store.tail("b", 5), vec!["b1".to_string()]);
-        assert_eq!(store.logs(None).last().map(|l| l.text.as_str()), Some("b1"));
+        assert_eq!(a.last().map(|l| &*l.text), Some("0999"));
+        assert_eq!(usage.dropped_lines, 1001 - a.len() as u64);
+        assert_eq!(
+            store.tail("a", 2),
+            vec!["0998".to_string(), "0999".to_string()]
+        );
+    }
+
+    #[test]
+    fn lines_after_a_cursor_report_what_was_dropped() {
+        let store = Store::with_log_limit(10 * (LINE_OVERHEAD + 2));
+        for i in 0..20 {
+            store.log(
+                if i % 2 == 0 { "even" } else { "odd" },
+                LogKind::Output,
+                format!("{i:02}"),
+            );
+        }
+        let all = store.lines_after(&[], 0, usize::MAX);
+        assert_eq!(all.last_seq, 20);
+        assert_eq!(all.dropped + all.lines.len() as u64, 20);
+        let seqs: Vec<u64> = all.lines.iter().map(|l| l.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+
+        let latest = store.lines_after(&[], 18, usize::MAX);
+        assert_eq!(texts(&latest.lines), ["18", "19"]);
+        assert_eq!(latest.dropped, 0);
+
+        let odd = store.lines_after(&["odd"], 0, usize::MAX);
+        assert!(odd.lines.iter().all(|l| &*l.span == "odd"));
+        assert!(odd.dropped > 0);
+        let limited = store.lines_after(&["odd", "even"], 15, 2);
+        assert_eq!(texts(&limited.lines), ["18", "19"]);
+        assert_eq!(limited.dropped, 3, "seqs 16 to 18 were cut");
     }
 }

@@ -59,9 +59,18 @@ impl Project {
             .current_dir(&self.dir)
             .env("NO_COLOR", "1")
             .env("TILTRS_STOP_GRACE_SECS", "30")
-            .env_remove("TILT_PORT")
+            // Any free port, and session files under the test's own home.
+            .env("TILT_PORT", "0")
+            .env("HOME", self.root.path())
             .env_remove("TILT_HOST");
         c
+    }
+
+    /// A client command (`get`, `logs`, ...) against the session on `port`.
+    pub fn client(&self, sub: &str, port: u16, args: &[&str]) -> Output {
+        let mut c = self.command(sub);
+        c.args(args).env("TILT_PORT", port.to_string());
+        output_with_deadline(c)
     }
 
     /// Runs `tiltrs ci` to completion (killed after [`WAIT`] if it hangs).
@@ -184,6 +193,17 @@ impl Up {
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// The API port, from the "tiltrs started on http://localhost:PORT/" line.
+    pub fn port(&self) -> u16 {
+        let lines = self.wait_for("tiltrs started on http://");
+        lines
+            .iter()
+            .find_map(|l| l.split("tiltrs started on http://").nth(1))
+            .and_then(|rest| rest.split(':').nth(1))
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| panic!("no port in:\n{}", lines.join("\n")))
     }
 
     pub fn output(&self) -> String {

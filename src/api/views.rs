@@ -1,0 +1,326 @@
+//! The JSON shapes of the API (see `docs/api.md`): what the server builds from the engine
+//! state and what CLI clients read back. Times are milliseconds since the Unix epoch.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::state::{BuildRecord, BuildResult, TiltfileState};
+use crate::engine::{LogUsage, ResourceState, RuntimeStatus, UpdateStatus};
+use crate::model::{Link, PortForward, ResourceType, TriggerMode};
+
+/// Milliseconds since the Unix epoch.
+pub fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// `GET /api/session`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionView {
+    pub version: String,
+    pub pid: u32,
+    pub start_time: u64,
+    pub tiltfile: TiltfileView,
+    pub args: Vec<String>,
+    pub logs: LogUsageView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TiltfileView {
+    pub path: String,
+    pub loading: bool,
+    pub loaded_once: bool,
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+    pub last_load_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogUsageView {
+    pub limit_bytes: usize,
+    pub used_bytes: usize,
+    pub dropped_lines: u64,
+    pub last_seq: u64,
+}
+
+impl SessionView {
+    pub fn new(tiltfile: &TiltfileState, usage: LogUsage, start_time: SystemTime) -> Self {
+        SessionView {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            start_time: epoch_ms(start_time),
+            tiltfile: TiltfileView {
+                path: tiltfile.path.display().to_string(),
+                loading: tiltfile.loading,
+                loaded_once: tiltfile.loaded_once,
+                error: tiltfile.error.clone(),
+                warnings: tiltfile.warnings.clone(),
+                last_load_ms: tiltfile.history.back().map(|l| millis(l.duration)),
+            },
+            args: tiltfile.args.clone(),
+            logs: LogUsageView {
+                limit_bytes: usage.limit_bytes,
+                used_bytes: usage.used_bytes,
+                dropped_lines: usage.dropped_lines,
+                last_seq: usage.last_seq,
+            },
+        }
+    }
+}
+
+/// The one status the UI colours a resource by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Disabled,
+    None,
+    Pending,
+    Building,
+    Ok,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Disabled => "disabled",
+            Status::None => "none",
+            Status::Pending => "pending",
+            Status::Building => "building",
+            Status::Ok => "ok",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// `GET /api/resources/NAME`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ResourceType,
+    pub labels: Vec<String>,
+    pub enabled: bool,
+    pub trigger_mode: TriggerMode,
+    pub auto_init: bool,
+    pub status: Status,
+    pub update_status: UpdateStatus,
+    pub runtime_status: RuntimeStatus,
+    pub ready: bool,
+    pub queued: Option<String>,
+    pub pending_changes: Vec<String>,
+    pub current_build: Option<CurrentBuildView>,
+    pub last_build: Option<BuildView>,
+    pub build_history: Vec<BuildView>,
+    pub last_error: Option<String>,
+    pub restarts: u32,
+    pub runtime: Option<RuntimeView>,
+    pub links: Vec<Link>,
+    pub port_forwards: Vec<PortForwardView>,
+    pub resource_deps: Vec<String>,
+    pub image_refs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CurrentBuildView {
+    pub start: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildView {
+    pub start: u64,
+    pub end: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub reason: String,
+    pub result: Option<BuildResult>,
+    pub error: Option<String>,
+}
+
+impl From<&BuildRecord> for BuildView {
+    fn from(b: &BuildRecord) -> Self {
+        BuildView {
+            start: epoch_ms(b.start),
+            end: b.end.map(epoch_ms),
+            duration_ms: b.duration.map(millis),
+            reason: b.reason.describe(),
+            result: b.result,
+            error: b.error.clone(),
+        }
+    }
+}
+
+/// A serve process or a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RuntimeView {
+    Process {
+        pid: Option<i32>,
+        ready: bool,
+        crashes: u32,
+        last_exit: Option<String>,
+        probe_message: Option<String>,
+    },
+    Container {
+        container: String,
+        name: String,
+        running: bool,
+        health: Option<String>,
+        exit_code: Option<i64>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortForwardView {
+    #[serde(flatten)]
+    pub spec: PortForward,
+    pub url: String,
+}
+
+impl From<&PortForward> for PortForwardView {
+    fn from(pf: &PortForward) -> Self {
+        let host = if pf.host.is_empty() {
+            "localhost"
+        } else {
+            &pf.host
+        };
+        let path = pf.link_path.trim_start_matches('/');
+        PortForwardView {
+            url: format!("http://{host}:{}/{path}", pf.local_port),
+            spec: pf.clone(),
+        }
+    }
+}
+
+impl ResourceView {
+    pub fn new(rs: &ResourceState) -> Self {
+        let spec = &rs.spec;
+        let update = rs.update_status();
+        let runtime = rs.runtime_status();
+        let last_build = rs.last_build();
+        let ready = match runtime {
+            RuntimeStatus::NotApplicable => update == UpdateStatus::Ok,
+            r => r == RuntimeStatus::Ok,
+        };
+        let runtime_error = match (&rs.serve, &rs.container) {
+            (Some(s), _) if runtime == RuntimeStatus::Error => s.last_exit.clone(),
+            (_, Some(c)) if runtime == RuntimeStatus::Error => {
+                Some(match (c.exit_code, &c.health) {
+                    (Some(code), _) if !c.running => format!("container exited with code {code}"),
+                    _ => "container is unhealthy".to_string(),
+                })
+            }
+            _ => None,
+        };
+        let build_error = last_build
+            .filter(|b| b.result == Some(BuildResult::Failure))
+            .and_then(|b| b.error.clone().or_else(|| Some("update failed".into())));
+        let status = if !spec.enabled {
+            Status::Disabled
+        } else if update == UpdateStatus::InProgress {
+            Status::Building
+        } else if update == UpdateStatus::Error || runtime == RuntimeStatus::Error {
+            Status::Error
+        } else if update == UpdateStatus::Pending || runtime == RuntimeStatus::Pending {
+            Status::Pending
+        } else if update == UpdateStatus::None && runtime != RuntimeStatus::Ok {
+            Status::None
+        } else {
+            Status::Ok
+        };
+        let port_forwards = spec
+            .k8s
+            .as_ref()
+            .map(|k| k.port_forwards.iter().map(PortForwardView::from).collect())
+            .unwrap_or_default();
+        ResourceView {
+            name: rs.name.clone(),
+            kind: spec.kind,
+            labels: spec.labels.clone(),
+            enabled: spec.enabled,
+            trigger_mode: spec.trigger_mode,
+            auto_init: spec.auto_init,
+            status,
+            update_status: update,
+            runtime_status: runtime,
+            ready,
+            queued: rs.queued.as_ref().map(|q| q.describe()),
+            pending_changes: rs
+                .pending_changes
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            current_build: rs.current.as_ref().map(|b| CurrentBuildView {
+                start: epoch_ms(b.start),
+                reason: b.reason.describe(),
+            }),
+            last_build: last_build.map(BuildView::from),
+            build_history: rs.history.iter().map(BuildView::from).collect(),
+            last_error: build_error.or(runtime_error),
+            restarts: rs.serve.as_ref().map(|s| s.crashes).unwrap_or(0),
+            runtime: runtime_view(rs),
+            links: spec.links.clone(),
+            port_forwards,
+            resource_deps: spec.resource_deps.clone(),
+            image_refs: spec.image_refs.clone(),
+        }
+    }
+}
+
+fn runtime_view(rs: &ResourceState) -> Option<RuntimeView> {
+    if let Some(s) = &rs.serve {
+        return Some(RuntimeView::Process {
+            pid: s.pid,
+            ready: s.ready,
+            crashes: s.crashes,
+            last_exit: s.last_exit.clone(),
+            probe_message: s.probe_message.clone(),
+        });
+    }
+    rs.container.as_ref().map(|c| RuntimeView::Container {
+        container: c.id.clone(),
+        name: c.name.clone(),
+        running: c.running,
+        health: c.health.clone(),
+        exit_code: c.exit_code,
+    })
+}
+
+/// `GET /api/resources`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceList {
+    pub resources: Vec<ResourceView>,
+}
+
+/// A log line as the API sends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogLineView {
+    pub seq: u64,
+    pub time: u64,
+    pub span: String,
+    pub kind: crate::engine::LogKind,
+    pub text: String,
+}
+
+/// `GET /api/logs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogPageView {
+    pub lines: Vec<LogLineView>,
+    pub last_seq: u64,
+    pub dropped: u64,
+}
+
+/// `{"ok": true}` or `{"error": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reply {
+    #[serde(default)]
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
