@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::engine::state::Status;
 use crate::engine::state::{BuildRecord, BuildResult, TiltfileState};
 use crate::engine::{LogUsage, ResourceState, RuntimeStatus, UpdateStatus};
 use crate::model::{Link, PortForward, ResourceType, TriggerMode};
@@ -70,31 +71,6 @@ impl SessionView {
                 dropped_lines: usage.dropped_lines,
                 last_seq: usage.last_seq,
             },
-        }
-    }
-}
-
-/// The one status the UI colours a resource by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Disabled,
-    None,
-    Pending,
-    Building,
-    Ok,
-    Error,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Disabled => "disabled",
-            Status::None => "none",
-            Status::Pending => "pending",
-            Status::Building => "building",
-            Status::Ok => "ok",
-            Status::Error => "error",
         }
     }
 }
@@ -208,32 +184,6 @@ impl ResourceView {
             RuntimeStatus::NotApplicable => update == UpdateStatus::Ok,
             r => r == RuntimeStatus::Ok,
         };
-        let runtime_error = match (&rs.serve, &rs.container) {
-            (Some(s), _) if runtime == RuntimeStatus::Error => s.last_exit.clone(),
-            (_, Some(c)) if runtime == RuntimeStatus::Error => {
-                Some(match (c.exit_code, &c.health) {
-                    (Some(code), _) if !c.running => format!("container exited with code {code}"),
-                    _ => "container is unhealthy".to_string(),
-                })
-            }
-            _ => None,
-        };
-        let build_error = last_build
-            .filter(|b| b.result == Some(BuildResult::Failure))
-            .and_then(|b| b.error.clone().or_else(|| Some("update failed".into())));
-        let status = if !spec.enabled {
-            Status::Disabled
-        } else if update == UpdateStatus::InProgress {
-            Status::Building
-        } else if update == UpdateStatus::Error || runtime == RuntimeStatus::Error {
-            Status::Error
-        } else if update == UpdateStatus::Pending || runtime == RuntimeStatus::Pending {
-            Status::Pending
-        } else if update == UpdateStatus::None && runtime != RuntimeStatus::Ok {
-            Status::None
-        } else {
-            Status::Ok
-        };
         let port_forwards = spec
             .k8s
             .as_ref()
@@ -246,7 +196,7 @@ impl ResourceView {
             enabled: spec.enabled,
             trigger_mode: spec.trigger_mode,
             auto_init: spec.auto_init,
-            status,
+            status: rs.status(),
             update_status: update,
             runtime_status: runtime,
             ready,
@@ -262,7 +212,7 @@ impl ResourceView {
             }),
             last_build: last_build.map(BuildView::from),
             build_history: rs.history.iter().map(BuildView::from).collect(),
-            last_error: build_error.or(runtime_error),
+            last_error: rs.last_error(),
             restarts: rs.serve.as_ref().map(|s| s.crashes).unwrap_or(0),
             runtime: runtime_view(rs),
             links: spec.links.clone(),

@@ -28,7 +28,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::engine::state::TiltfileState;
+use crate::engine::state::{Status, TiltfileState};
 use crate::engine::{
     EngineState, LogLine, ResourceState, RuntimeStatus, Store, TILTFILE_SPAN, UpdateStatus,
 };
@@ -380,9 +380,9 @@ fn header<'a>(state: &'a EngineState, ui_url: &'a str) -> Text<'a> {
         let n = state
             .resources
             .iter()
-            .filter(|r| Status::of(r) == status)
+            .filter(|r| shown(r.status()) == status)
             .count();
-        Span::styled(format!("{n} {}", status.label()), status.colour())
+        Span::styled(format!("{n} {}", label(status)), colour(status))
     };
     let mut text = Text::from(Line::from(vec![
         " tiltrs ".bold().reversed(),
@@ -453,9 +453,9 @@ fn no_resources(tiltfile: &TiltfileState) -> &'static str {
 }
 
 fn resource_row(r: &ResourceState, now: SystemTime) -> Row<'static> {
-    let status = Status::of(r);
+    let status = r.status();
     let row = Row::new([
-        Cell::from(status.symbol()).style(status.colour()),
+        Cell::from(symbol(status)).style(colour(status)),
         Cell::from(r.name.clone()),
         Cell::from(kind_label(r.spec.kind)),
         Cell::from(update_text(r, now)),
@@ -469,60 +469,36 @@ fn resource_row(r: &ResourceState, now: SystemTime) -> Row<'static> {
     }
 }
 
-/// A resource's overall state, as its symbol and the header's counts show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Ok,
-    Error,
-    /// Queued, building, or not ready yet.
-    Pending,
-    /// Never updated (manual, or waiting for a trigger).
-    None,
-    Disabled,
+/// How the view shows a [`Status`]: builds count as pending.
+fn shown(status: Status) -> Status {
+    match status {
+        Status::Building => Status::Pending,
+        s => s,
+    }
 }
 
-impl Status {
-    fn of(r: &ResourceState) -> Status {
-        if !r.spec.enabled {
-            return Status::Disabled;
-        }
-        let runtime = r.runtime_status();
-        match r.update_status() {
-            UpdateStatus::Error => Status::Error,
-            _ if runtime == RuntimeStatus::Error => Status::Error,
-            UpdateStatus::InProgress | UpdateStatus::Pending => Status::Pending,
-            UpdateStatus::None => Status::None,
-            UpdateStatus::Ok if runtime == RuntimeStatus::Pending => Status::Pending,
-            UpdateStatus::Ok => Status::Ok,
-        }
+fn symbol(status: Status) -> &'static str {
+    match shown(status) {
+        Status::Ok => "●",
+        Status::Error => "✖",
+        Status::Pending => "◐",
+        _ => "○",
     }
+}
 
-    fn symbol(self) -> &'static str {
-        match self {
-            Status::Ok => "●",
-            Status::Error => "✖",
-            Status::Pending => "◐",
-            Status::None | Status::Disabled => "○",
-        }
+fn colour(status: Status) -> Color {
+    match shown(status) {
+        Status::Ok => Color::Green,
+        Status::Error => Color::Red,
+        Status::Pending => Color::Yellow,
+        _ => Color::DarkGray,
     }
+}
 
-    fn colour(self) -> Color {
-        match self {
-            Status::Ok => Color::Green,
-            Status::Error => Color::Red,
-            Status::Pending => Color::Yellow,
-            Status::None | Status::Disabled => Color::DarkGray,
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Error => "error",
-            Status::Pending => "pending",
-            Status::None => "idle",
-            Status::Disabled => "disabled",
-        }
+fn label(status: Status) -> &'static str {
+    match shown(status) {
+        Status::None => "idle",
+        s => s.as_str(),
     }
 }
 
@@ -571,20 +547,10 @@ fn runtime_text(r: &ResourceState) -> &'static str {
 
 /// The first line of what went wrong, when the resource is in error.
 fn last_error(r: &ResourceState) -> Option<String> {
-    if Status::of(r) != Status::Error {
+    if r.status() != Status::Error {
         return None;
     }
-    let error = if r.update_status() == UpdateStatus::Error {
-        r.last_build().and_then(|b| b.error.clone())
-    } else if let Some(container) = &r.container {
-        Some(match container.exit_code {
-            Some(code) if !container.running => format!("container exited with code {code}"),
-            _ => "container is unhealthy".into(),
-        })
-    } else {
-        r.serve.as_ref().and_then(|s| s.last_exit.clone())
-    };
-    error.map(|e| plain(first_line(&e)))
+    r.last_error().map(|e| plain(first_line(&e)))
 }
 
 fn render_logs(frame: &mut Frame, area: Rect, span: &str, tail: &[String]) {

@@ -153,6 +153,34 @@ pub enum RuntimeStatus {
     Error,
 }
 
+/// The one status a resource is shown with: the UI's colour, the status view's symbol, the
+/// CLI's STATUS column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Disabled,
+    /// Never updated (manual, or waiting for a trigger).
+    None,
+    /// Queued, or waiting to become ready.
+    Pending,
+    Building,
+    Ok,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Disabled => "disabled",
+            Status::None => "none",
+            Status::Pending => "pending",
+            Status::Building => "building",
+            Status::Ok => "ok",
+            Status::Error => "error",
+        }
+    }
+}
+
 /// The serve process of a local resource.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ServeState {
@@ -275,6 +303,45 @@ impl ResourceState {
             Some(s) if s.ready => RuntimeStatus::Ok,
             Some(s) if s.pid.is_none() && s.last_exit.is_some() => RuntimeStatus::Error,
             Some(_) => RuntimeStatus::Pending,
+        }
+    }
+
+    /// Disabled; building while an update runs; error when the last update or the runtime
+    /// failed; pending while queued or not ready; none before a first update; else ok.
+    pub fn status(&self) -> Status {
+        if !self.spec.enabled {
+            return Status::Disabled;
+        }
+        let runtime = self.runtime_status();
+        match self.update_status() {
+            UpdateStatus::InProgress => Status::Building,
+            UpdateStatus::Error => Status::Error,
+            _ if runtime == RuntimeStatus::Error => Status::Error,
+            UpdateStatus::Pending => Status::Pending,
+            _ if runtime == RuntimeStatus::Pending => Status::Pending,
+            UpdateStatus::None if runtime != RuntimeStatus::Ok => Status::None,
+            _ => Status::Ok,
+        }
+    }
+
+    /// What went wrong: the last update's error when it failed, else the runtime's failure.
+    pub fn last_error(&self) -> Option<String> {
+        if let Some(b) = self
+            .last_build()
+            .filter(|b| b.result == Some(BuildResult::Failure))
+        {
+            return Some(b.error.clone().unwrap_or_else(|| "update failed".into()));
+        }
+        if self.runtime_status() != RuntimeStatus::Error {
+            return None;
+        }
+        match (&self.serve, &self.container) {
+            (Some(s), _) => s.last_exit.clone(),
+            (_, Some(c)) => Some(match c.exit_code {
+                Some(code) if !c.running => format!("container exited with code {code}"),
+                _ => "container is unhealthy".to_string(),
+            }),
+            _ => None,
         }
     }
 
