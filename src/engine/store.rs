@@ -19,12 +19,18 @@ pub const TILTFILE_SPAN: &str = "(Tiltfile)";
 
 /// Log memory kept by default (`tiltrs up --log-limit-mb`).
 pub const DEFAULT_LOG_LIMIT_BYTES: usize = 32 << 20;
-/// What a kept line costs beyond its text: the line record, its queue slot and allocator
-/// rounding. Counted so that the limit bounds memory, not just text.
-const LINE_OVERHEAD: usize = 96;
+/// What a line's text costs beyond its bytes: the shared string's counts and the allocator's
+/// header and rounding.
+const TEXT_OVERHEAD: usize = 32;
+/// A line's slot in its span's queue. Queues are counted by capacity, not length, so the
+/// limit bounds memory, not just text.
+const SLOT: usize = std::mem::size_of::<LogLine>();
+/// The smallest limit: a few lines' worth.
+const MIN_LIMIT: usize = 16 * (SLOT + TEXT_OVERHEAD + 64);
 /// The share of the limit the kept lines' counted cost may reach. The rest is headroom for
-/// what the count cannot see (allocator rounding, queue capacity), so that the process's
-/// memory, not just the count, stays within the limit (`benches/api_load.rs` measures it).
+/// what the count cannot see (the live broadcast's copies, allocator fragmentation), so that
+/// the process's memory, not just the count, stays near the limit (`benches/api_load.rs`
+/// measures it).
 const KEEP_UP_TO_PERCENT: usize = 85;
 /// Once over that share, lines are dropped until this share is used, so eviction runs in
 /// batches rather than on every line.
@@ -57,8 +63,8 @@ pub struct LogLine {
 }
 
 impl LogLine {
-    fn cost(&self) -> usize {
-        self.text.len() + LINE_OVERHEAD
+    fn text_cost(&self) -> usize {
+        self.text.len() + TEXT_OVERHEAD
     }
 }
 
@@ -98,10 +104,16 @@ impl Logs {
             let Some(old) = span.lines.pop_front() else {
                 continue;
             };
-            self.used -= old.cost();
+            self.used -= old.text_cost();
             self.evicted += 1;
             span.evicted += 1;
             span.evicted_upto = old.seq;
+            // A queue that emptied gives back what it no longer needs.
+            let capacity = span.lines.capacity();
+            if span.lines.len() < capacity / 4 {
+                span.lines.shrink_to(span.lines.len() * 2);
+                self.used -= (capacity - span.lines.capacity()) * SLOT;
+            }
             if let Some(next) = span.lines.front() {
                 heads.push(Reverse((next.seq, key)));
             }
@@ -155,7 +167,7 @@ impl Store {
             state: Arc::new(state),
             logs: Arc::new(Mutex::new(Logs {
                 seq: 0,
-                limit: limit_bytes.max(LINE_OVERHEAD * 16),
+                limit: limit_bytes.max(MIN_LIMIT),
                 used: 0,
                 evicted: 0,
                 spans: HashMap::new(),
@@ -280,12 +292,11 @@ impl Store {
             kind,
             text,
         };
-        logs.used += line.cost();
-        logs.spans
-            .entry(key)
-            .or_default()
-            .lines
-            .push_back(line.clone());
+        let queue = &mut logs.spans.entry(key).or_default().lines;
+        let capacity = queue.capacity();
+        queue.push_back(line.clone());
+        let grown = (queue.capacity() - capacity) * SLOT;
+        logs.used += line.text_cost() + grown;
         if logs.used > logs.limit / 100 * KEEP_UP_TO_PERCENT {
             logs.evict();
         }
@@ -321,7 +332,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_and_oldest_lines_go_first() {
-        let limit = 100 * (LINE_OVERHEAD + 4);
+        let limit = 16 << 10;
         let store = Store::with_log_limit(limit);
         store.log("b", LogKind::Output, "b000");
         for i in 0..1000 {
@@ -344,30 +355,59 @@ mod tests {
     }
 
     #[test]
+    fn queues_are_counted_by_capacity_and_give_it_back() {
+        let store = Store::with_log_limit(64 << 10);
+        for i in 0..2000 {
+            store.log("burst", LogKind::Output, format!("{i}"));
+        }
+        let after_burst = store.log_usage().used_bytes;
+        assert!(after_burst <= 64 << 10);
+        // Another span takes over; the burst's queue empties and shrinks.
+        for i in 0..4000 {
+            store.log("steady", LogKind::Output, format!("{i}"));
+        }
+        assert!(store.logs(Some("burst")).is_empty());
+        let Ok(logs) = store.logs.lock() else {
+            panic!("poisoned")
+        };
+        let burst = &logs.spans["burst"];
+        assert!(burst.lines.capacity() < 64, "{}", burst.lines.capacity());
+        let counted: usize = logs
+            .spans
+            .values()
+            .map(|s| {
+                s.lines.capacity() * SLOT + s.lines.iter().map(LogLine::text_cost).sum::<usize>()
+            })
+            .sum();
+        assert_eq!(logs.used, counted, "the count matches the queues");
+    }
+
+    #[test]
     fn lines_after_a_cursor_report_what_was_dropped() {
-        let store = Store::with_log_limit(10 * (LINE_OVERHEAD + 2));
-        for i in 0..20 {
+        let store = Store::with_log_limit(8 << 10);
+        for i in 0..200 {
             store.log(
                 if i % 2 == 0 { "even" } else { "odd" },
                 LogKind::Output,
-                format!("{i:02}"),
+                format!("{i:03}"),
             );
         }
         let all = store.lines_after(&[], 0, usize::MAX);
-        assert_eq!(all.last_seq, 20);
-        assert_eq!(all.dropped + all.lines.len() as u64, 20);
+        assert_eq!(all.last_seq, 200);
+        assert!(all.dropped > 0);
+        assert_eq!(all.dropped + all.lines.len() as u64, 200);
         let seqs: Vec<u64> = all.lines.iter().map(|l| l.seq).collect();
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
 
-        let latest = store.lines_after(&[], 18, usize::MAX);
-        assert_eq!(texts(&latest.lines), ["18", "19"]);
+        let latest = store.lines_after(&[], 198, usize::MAX);
+        assert_eq!(texts(&latest.lines), ["198", "199"]);
         assert_eq!(latest.dropped, 0);
 
         let odd = store.lines_after(&["odd"], 0, usize::MAX);
         assert!(odd.lines.iter().all(|l| &*l.span == "odd"));
         assert!(odd.dropped > 0);
-        let limited = store.lines_after(&["odd", "even"], 15, 2);
-        assert_eq!(texts(&limited.lines), ["18", "19"]);
-        assert_eq!(limited.dropped, 3, "seqs 16 to 18 were cut");
+        let limited = store.lines_after(&["odd", "even"], 195, 2);
+        assert_eq!(texts(&limited.lines), ["198", "199"]);
+        assert_eq!(limited.dropped, 3, "seqs 196 to 198 were cut");
     }
 }
