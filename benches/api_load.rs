@@ -17,20 +17,27 @@
 //! `API_LOAD_RATE` (lines per second per resource, 1000), `API_LOAD_SECS` (30),
 //! `API_LOAD_LOG_LIMIT_MB` (`--log-limit-mb`, 16).
 
+mod support;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
-use std::str::FromStr;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::ExitStatus;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
+
+use support::{
+    Api, Drained, Project, Session, agent, binary, cpu_secs, env_or, logs_field, marked_pids, mib,
+    now_ms, percentile, sample_rss, signal, sorted, start_tiltrs, status_kib, stop_tiltrs,
+    total_cpu, wait_ready,
+};
 
 /// The API's p99 must stay under this.
 const P99_LIMIT_MS: f64 = 50.0;
@@ -38,28 +45,6 @@ const P99_LIMIT_MS: f64 = 50.0;
 const PROBE_EVERY: Duration = Duration::from_millis(20);
 /// How long the follower may take, after the window, to reach the window's last line.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long `tiltrs` may take to exit after SIGTERM before it gets SIGKILL.
-const STOP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A generator: prints `NAME line N` with N from 0, RATE lines a second in batches of a
-/// tenth of a second, paced against the clock so that the average rate is exact. The third
-/// argument is only a marker that lets the bench find leftover processes.
-const GENERATOR: &str = r#"use strict; use warnings; use Time::HiRes qw(time sleep);
-my ($name, $rate) = @ARGV;
-$| = 1;
-my $batch = $rate >= 10 ? int($rate / 10) : 1;
-my $interval = $batch / $rate;
-my ($n, $next) = (0, time);
-while (1) {
-    my $s = '';
-    for (1 .. $batch) { $s .= "$name line $n\n"; $n++ }
-    print $s;
-    $next += $interval;
-    my $wait = $next - time;
-    sleep($wait) if $wait > 0;
-}
-"#;
-
 // ---------------------------------------------------------------------------------------
 // Configuration and project
 // ---------------------------------------------------------------------------------------
@@ -84,280 +69,23 @@ impl Config {
     }
 }
 
-fn env_or<T: FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| fail(&format!("{name}={v:?} is not a valid number"))),
-        Err(_) => default,
-    }
-}
-
-fn binary() -> PathBuf {
-    let bin = match std::env::var_os("TILTRS_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/tiltrs"),
-    };
-    if !bin.is_file() {
-        fail(&format!(
-            "{} is missing: build it with cargo build --release (or set TILTRS_BIN)",
-            bin.display()
-        ));
-    }
-    bin
-}
-
-/// The running session, stopped by `fail`.
-static SESSION_PID: AtomicI32 = AtomicI32::new(0);
-
-/// Gives up: stops the session if one runs, and exits with status 2.
-fn fail(message: &str) -> ! {
-    eprintln!("api_load: {message}");
-    let pid = SESSION_PID.swap(0, Ordering::AcqRel);
-    if pid > 0 {
-        signal(pid, libc::SIGTERM);
-    }
-    std::process::exit(2)
-}
-
-/// The temporary tree: `root` is the session's HOME, `root/project` holds the Tiltfile and
-/// the generator; nothing else is written under it.
-struct Project {
-    root: tempfile::TempDir,
-    tiltfile: PathBuf,
-    marker: String,
-}
-
 fn resource_name(i: usize) -> String {
     format!("gen-{i:02}")
 }
 
+/// The project: `cfg.resources` generators of `cfg.rate` plain lines a second.
 fn write_project(cfg: &Config) -> Project {
-    let root = tempfile::tempdir().expect("create a temporary directory");
-    let dir = root.path().join("project");
-    std::fs::create_dir(&dir).expect("create the project directory");
-    let generator = dir.join("gen.pl");
-    std::fs::write(&generator, GENERATOR).expect("write the generator");
-    let marker = format!("api-load-marker-{}-{}", std::process::id(), now_ms());
+    let project = Project::new();
     let mut tiltfile = String::new();
     for i in 0..cfg.resources {
+        let name = resource_name(i);
         tiltfile.push_str(&format!(
-            "local_resource('{name}', serve_cmd='exec perl {gen} {name} {rate} {marker}')\n",
-            name = resource_name(i),
-            gen = generator.display(),
-            rate = cfg.rate,
+            "local_resource('{name}', serve_cmd='{}')\n",
+            project.generator_cmd(&name, cfg.rate, "plain")
         ));
     }
-    let path = dir.join("Tiltfile");
-    std::fs::write(&path, tiltfile).expect("write the Tiltfile");
-    Project {
-        root,
-        tiltfile: path,
-        marker,
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The session
-// ---------------------------------------------------------------------------------------
-
-struct Session {
-    child: Child,
-    pid: i32,
-    port: u16,
-    stdout: JoinHandle<Drained>,
-    stderr: JoinHandle<Vec<String>>,
-}
-
-/// What was read from the session's stdout.
-#[derive(Default)]
-struct Drained {
-    bytes: u64,
-    lines: u64,
-}
-
-fn start_tiltrs(cfg: &Config, project: &Project) -> Session {
-    let mut child = Command::new(&cfg.bin)
-        .args(["up", "--stream", "-f"])
-        .arg(&project.tiltfile)
-        .args(["--port", "0", "--log-limit-mb"])
-        .arg(cfg.log_limit_mb.to_string())
-        .current_dir(project.root.path())
-        .env("HOME", project.root.path())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| fail(&format!("cannot start {}: {e}", cfg.bin.display())));
-    let pid = child.id() as i32;
-    SESSION_PID.store(pid, Ordering::Release);
-    let stdout = drain_stdout(child.stdout.take().expect("piped stdout"));
-    let (port_tx, port_rx) = mpsc::channel();
-    let stderr = drain_stderr(child.stderr.take().expect("piped stderr"), port_tx);
-    let Ok(port) = port_rx.recv_timeout(Duration::from_secs(30)) else {
-        SESSION_PID.store(0, Ordering::Release);
-        signal(pid, libc::SIGKILL);
-        let _ = child.wait();
-        let tail = stderr.join().unwrap_or_default().join("\n");
-        fail(&format!("tiltrs did not report its port; stderr:\n{tail}"));
-    };
-    Session {
-        child,
-        pid,
-        port,
-        stdout,
-        stderr,
-    }
-}
-
-/// Reads stdout as fast as it comes (the session prints every log line there and would
-/// block on a full pipe), counting bytes and lines.
-fn drain_stdout(mut out: ChildStdout) -> JoinHandle<Drained> {
-    thread::spawn(move || {
-        let mut drained = Drained::default();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            match out.read(&mut buf) {
-                Ok(0) | Err(_) => return drained,
-                Ok(n) => {
-                    drained.bytes += n as u64;
-                    drained.lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-                }
-            }
-        }
-    })
-}
-
-/// Reads stderr, sends the port of `tiltrs started on http://localhost:PORT/` and keeps the
-/// last lines for diagnostics.
-fn drain_stderr(err: ChildStderr, port_tx: mpsc::Sender<u16>) -> JoinHandle<Vec<String>> {
-    thread::spawn(move || {
-        let mut tail = Vec::new();
-        for line in BufReader::new(err).lines() {
-            let Ok(line) = line else { break };
-            if let Some(port) = parse_port(&line) {
-                let _ = port_tx.send(port);
-            }
-            if tail.len() == 20 {
-                tail.remove(0);
-            }
-            tail.push(line);
-        }
-        tail
-    })
-}
-
-fn parse_port(line: &str) -> Option<u16> {
-    let rest = line.split("tiltrs started on http://").nth(1)?;
-    let (_, port) = rest.split_once(':')?;
-    port.trim_end_matches('/').trim().parse().ok()
-}
-
-fn signal(pid: i32, sig: libc::c_int) {
-    // SAFETY: kill(2) on a process we started (or one carrying our marker); no memory involved.
-    unsafe { libc::kill(pid, sig) };
-}
-
-/// SIGTERM, then SIGKILL after `STOP_TIMEOUT`. Returns the exit status, the time it took and
-/// whether SIGKILL was needed.
-fn stop_tiltrs(child: &mut Child, pid: i32) -> (Option<ExitStatus>, Duration, bool) {
-    let start = Instant::now();
-    SESSION_PID.store(0, Ordering::Release);
-    signal(pid, libc::SIGTERM);
-    while start.elapsed() < STOP_TIMEOUT {
-        if let Ok(Some(status)) = child.try_wait() {
-            return (Some(status), start.elapsed(), false);
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    signal(pid, libc::SIGKILL);
-    let status = child.wait().ok();
-    (status, start.elapsed(), true)
-}
-
-// ---------------------------------------------------------------------------------------
-// HTTP
-// ---------------------------------------------------------------------------------------
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-struct Api {
-    agent: ureq::Agent,
-    base: String,
-}
-
-impl Api {
-    fn new(port: u16) -> Api {
-        Api {
-            agent: agent(),
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// The body of a `GET` answered with 200.
-    fn get(&self, path: &str) -> Result<String, String> {
-        let mut response = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .call()
-            .map_err(|e| format!("GET {path}: {e}"))?;
-        let status = response.status();
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| format!("GET {path}: reading the body: {e}"))?;
-        if status != 200 {
-            return Err(format!("GET {path}: {status}: {body}"));
-        }
-        Ok(body)
-    }
-
-    fn get_json(&self, path: &str) -> Result<Value, String> {
-        let body = self.get(path)?;
-        serde_json::from_str(&body).map_err(|e| format!("GET {path}: bad JSON: {e}"))
-    }
-
-    fn session(&self) -> Value {
-        self.get_json("/api/session")
-            .unwrap_or_else(|e| fail(&format!("reading the session: {e}")))
-    }
-}
-
-fn logs_field(session: &Value, field: &str) -> u64 {
-    session["logs"][field].as_u64().unwrap_or(0)
-}
-
-/// Waits until every resource runs (`runtime_status` "ok").
-fn wait_ready(api: &Api, n: usize, timeout: Duration) -> Duration {
-    let start = Instant::now();
-    let mut last = String::from("no answer");
-    while start.elapsed() < timeout {
-        match api.get_json("/api/resources") {
-            Ok(v) => {
-                let resources = v["resources"].as_array().cloned().unwrap_or_default();
-                let ok = resources
-                    .iter()
-                    .filter(|r| r["runtime_status"] == "ok")
-                    .count();
-                if resources.len() == n && ok == n {
-                    return start.elapsed();
-                }
-                last = format!("{ok} of {} resources ok (want {n})", resources.len());
-            }
-            Err(e) => last = e,
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    fail(&format!(
-        "the resources did not all start in {timeout:?}: {last}"
-    ))
+    project.write_tiltfile(&tiltfile);
+    project
 }
 
 // ---------------------------------------------------------------------------------------
@@ -564,70 +292,6 @@ fn probe(port: u16, stop: Arc<AtomicBool>) -> JoinHandle<ProbeReport> {
     })
 }
 
-/// Every second, the RSS of `pid` in KiB.
-fn sample_rss(pid: i32, stop: Arc<AtomicBool>) -> JoinHandle<Vec<u64>> {
-    thread::spawn(move || {
-        let mut samples = Vec::new();
-        while !stop.load(Ordering::Acquire) {
-            if let Some(kib) = status_kib(pid, "VmRSS:") {
-                samples.push(kib);
-            }
-            for _ in 0..10 {
-                if stop.load(Ordering::Acquire) {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(100));
-            }
-        }
-        samples
-    })
-}
-
-/// A `kB` field of `/proc/PID/status` ("self" for this process when pid is 0).
-fn status_kib(pid: i32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(proc_path(pid, "status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].split_whitespace().next()?.parse().ok()
-}
-
-fn proc_path(pid: i32, file: &str) -> String {
-    if pid == 0 {
-        format!("/proc/self/{file}")
-    } else {
-        format!("/proc/{pid}/{file}")
-    }
-}
-
-/// utime + stime of a process in seconds ("self" when pid is 0).
-fn cpu_secs(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(proc_path(pid, "stat")).ok()?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
-    Some(ticks as f64 / hz as f64)
-}
-
-/// The processes whose command line holds `marker` (the generators and their shells).
-fn marked_pids(marker: &str) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-        })
-        .collect()
-}
-
-fn total_cpu(pids: &[i32]) -> f64 {
-    pids.iter().filter_map(|&p| cpu_secs(p)).sum()
-}
-
 // ---------------------------------------------------------------------------------------
 // The run
 // ---------------------------------------------------------------------------------------
@@ -738,25 +402,6 @@ fn finish(
 // ---------------------------------------------------------------------------------------
 // The report
 // ---------------------------------------------------------------------------------------
-
-/// The nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn sorted(values: &[f64]) -> Vec<f64> {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1u64 << 20) as f64
-}
 
 /// Prints the report; returns the failed checks.
 fn report(cfg: &Config, w: &Window, e: &Ending) -> Vec<String> {
@@ -899,25 +544,20 @@ fn failures(w: &Window, e: &Ending, p99: f64, used: u64, limit: u64) -> Vec<Stri
     failed
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; a name filter that is not ours means another bench.
-    if std::env::args()
-        .skip(1)
-        .any(|a| !a.starts_with('-') && !"api_load".contains(a.as_str()))
-    {
+    if support::filtered_out() {
         return;
     }
     let cfg = Config::from_env();
     let project = write_project(&cfg);
-    let session = start_tiltrs(&cfg, &project);
+    let session = start_tiltrs(
+        &cfg.bin,
+        &project,
+        &["--log-limit-mb".into(), cfg.log_limit_mb.to_string()],
+    );
     let api = Api::new(session.port);
-    let ready = wait_ready(&api, cfg.resources, Duration::from_secs(120));
+    let ready = wait_ready(&api, cfg.resources, cfg.resources, Duration::from_secs(120));
     eprintln!(
         "api_load: {} resources up on port {} after {:.1} s; measuring for {} s",
         cfg.resources,
