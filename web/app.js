@@ -14,11 +14,13 @@
  *                  only for rows that changed, at most once per animation frame.
  *  5. ANSI         a small SGR parser (16/256/true colours, bold/dim/italic/underline)
  *                  producing {t, c, s} segments; all other escape sequences are stripped.
+ *                  Parsed parameter lists and class strings are reused across lines.
  *  6. Logs         the current view (all resources or one), its in-memory ring of lines
  *                  (MEM_CAP), its log-stream EventSource, the filter / errors-only toggle,
- *                  DOM rendering batched per frame (DocumentFragment, at most DOM_CAP
- *                  lines kept in #log), auto-scroll that pauses when the user scrolls up,
- *                  and the "N older lines were dropped" notice.
+ *                  the "N older lines were dropped" notice, and rendering: per frame, within
+ *                  FRAME_BUDGET_MS, the newest lines that fit (the rest: a clickable gap),
+ *                  at most FOLLOW_DOM_CAP kept (whole chunks trimmed, #log never emptied but
+ *                  on a view / filter change); paused (scrolled up): new lines only counted.
  *  7. Wiring       the frame scheduler, DOM event handlers, startup.
  *
  * Security: nothing from the server is ever parsed as HTML. Names, errors and process
@@ -28,13 +30,14 @@
 (() => {
   'use strict';
 
-  const DOM_CAP = 5000;          // lines kept in #log while following
-  const FRAME_LINES = 800;       // more new lines than this in one frame: render only...
-  const CATCHUP_LINES = 200;     // ...the newest this many, and backfill the rest later
-  const BACKFILL_LINES = 300;    // older lines restored per calm frame
+  const FOLLOW_DOM_CAP = 2000;   // lines kept in #log while following (plus < one chunk)
+  const PAUSED_DOM_CAP = 10000;  // while paused, older / skipped lines restored up to this
+  const FRAME_BUDGET_MS = 8;     // log rendering work per frame (new lines, then backfill)
+  const MIN_FIT = 100, MAX_FIT = 1500;  // bounds on the lines rendered per frame
+  const BACKFILL_LINES = 300;    // older lines restored per calm frame, at most
   const CHUNK = 100;             // lines per .log-chunk element inside #log
-  const PAUSED_DOM_CAP = 10000;  // while paused, append up to this many, then hold back
   const MEM_CAP = 50000;         // lines kept in memory for the current view
+  const BACKLOG_ALL = 5000, BACKLOG_ONE = 20000;  // lines read at a switch to all / one
   const UNLABELED = '\u0000unlabeled';
 
   // ---------------------------------------------------------------- 1. Helpers
@@ -447,9 +450,20 @@
     return [null, codes.length];
   }
 
-  function applySGR(st, params) {
+  // Parsed SGR parameter lists, by their text (logs repeat a handful of them).
+  const sgrCache = new Map();
+  function sgrCodes(params) {
+    let codes = sgrCache.get(params);
+    if (codes) return codes;
+    if (sgrCache.size > 1000) sgrCache.clear();
     // Colon forms (38:5:n, 38:2::r:g:b) are read like their ';' forms.
-    const codes = params.replace(/([34]8):2::/g, '$1:2:').split(/[;:]/).map((x) => (x === '' ? 0 : Number(x)));
+    codes = params.replace(/([34]8):2::/g, '$1:2:').split(/[;:]/).map((x) => (x === '' ? 0 : Number(x)));
+    sgrCache.set(params, codes);
+    return codes;
+  }
+
+  function applySGR(st, params) {
+    const codes = sgrCodes(params);
     for (let i = 0; i < codes.length; i++) {
       const c = codes[i];
       if (c === 0) { st.fg = st.bg = null; st.bold = st.dim = st.italic = st.underline = false; }
@@ -474,30 +488,36 @@
     }
   }
 
-  // text -> [{t: text, c: class or '', s: {color, background} or null}]
+  const SGR_PARAMS_RE = /^[\d;:]*$/;
+
+  // text -> [{t: text, c: class or '', s: {color, background} or null}]; the class and
+  // style are recomputed only when an SGR sequence changes the state.
   function ansiSegments(text) {
     const segs = [];
     const st = { fg: null, bg: null, bold: false, dim: false, italic: false, underline: false };
+    let c = '', s = null;
     const push = (t) => {
-      t = t.replace(CTRL_RE, '');
-      if (!t) return;
-      let c = '', s = null;
-      if (typeof st.fg === 'number') c += ' a-f' + st.fg; else if (st.fg) s = { color: st.fg };
-      if (typeof st.bg === 'number') c += ' a-b' + st.bg; else if (st.bg) (s = s || {}).background = st.bg;
-      if (st.bold) c += ' a-bold';
-      if (st.dim) c += ' a-dim';
-      if (st.italic) c += ' a-italic';
-      if (st.underline) c += ' a-underline';
-      segs.push({ t, c: c.trim(), s });
+      if (NEEDS_CLEAN_RE.test(t)) t = t.replace(CTRL_RE, '');
+      if (t) segs.push({ t, c, s });
     };
     let last = 0, m;
     ESC_RE.lastIndex = 0;
     while ((m = ESC_RE.exec(text))) {
-      push(text.slice(last, m.index));
+      if (m.index > last) push(text.slice(last, m.index));
       last = ESC_RE.lastIndex;
-      if (m[2] === 'm' && /^[\d;:]*$/.test(m[1])) applySGR(st, m[1]);
+      if (m[2] === 'm' && SGR_PARAMS_RE.test(m[1])) {
+        applySGR(st, m[1]);
+        c = ''; s = null;
+        if (typeof st.fg === 'number') c += ' a-f' + st.fg; else if (st.fg) s = { color: st.fg };
+        if (typeof st.bg === 'number') c += ' a-b' + st.bg; else if (st.bg) (s = s || {}).background = st.bg;
+        if (st.bold) c += ' a-bold';
+        if (st.dim) c += ' a-dim';
+        if (st.italic) c += ' a-italic';
+        if (st.underline) c += ' a-underline';
+        c = c.slice(1);
+      }
     }
-    push(text.slice(last));
+    if (last < text.length) push(text.slice(last));
     return segs;
   }
 
@@ -518,17 +538,18 @@
     gen: 0,           // bumped on every view switch; stale callbacks compare it
     lines: [],        // ring of at most ~MEM_CAP lines (oldest first)
     lastSeq: 0,       // newest seq seen; the stream resumes after it
-    pending: [],      // matching lines not yet in the DOM
+    pending: [],      // matching lines not yet in the DOM (at most FOLLOW_DOM_CAP)
+    skip: 0,          // matching lines dropped from `pending` since the last render
     clear: true,      // empty #log on the next frame
     backfill: true,   // #log lacks older lines that are in `lines`: prepend them when calm
-    stale: false,     // paused and lines were held back: re-render on resume
-    heldBack: 0,
+    heldBack: 0,      // new lines that arrived while paused (for the follow button)
+    msPerLine: 0.03,  // measured rendering cost of one line (moving average)
     dropped: 0,       // lines the stream reported dropped
     skipped: 0,       // older lines the backlog read did not return
     source: null,
     retry: 0,
     follow: true,     // auto-scroll
-    autoTop: 0,       // scrollTop we last set ourselves
+    autoTop: 0,       // scrollTop last seen at the bottom (a smaller one: user scrolled up)
   };
   const filter = { needle: '', errorsOnly: false };
 
@@ -543,6 +564,30 @@
     let h = 0;
     for (let i = 0; i < span.length; i++) h = (h * 31 + span.charCodeAt(i)) | 0;
     return 'span-c' + (Math.abs(h) % SPAN_COLORS);
+  }
+
+  // A line starts as a clone of its template (class, data-span and prefix already set):
+  // one per span, kind and view shape, rebuilt when the cache grows too big.
+  const lineTemplates = new Map();
+  function lineTemplate(span, kind, prefixed) {
+    const key = (prefixed ? '1' : '0') + kind + '\u0000' + span;
+    let t = lineTemplates.get(key);
+    if (!t) {
+      t = el('div', 'log-line' + (kind ? ' log-' + kind : '') + (prefixed ? ' with-prefix' : ''));
+      t.setAttribute('data-span', span);
+      if (prefixed) t.appendChild(el('span', 'log-prefix ' + spanClass(span), span));
+      if (lineTemplates.size > 4000) lineTemplates.clear();
+      lineTemplates.set(key, t);
+    }
+    return t;
+  }
+  const spanTemplates = new Map();  // class -> empty <span>
+  function styledSpan(c, s) {
+    if (!spanTemplates.has(c)) spanTemplates.set(c, el('span', c));
+    const e = spanTemplates.get(c).cloneNode(false);
+    if (s && s.color) e.style.color = s.color;
+    if (s && s.background) e.style.backgroundColor = s.background;
+    return e;
   }
 
   // Appends segments to `parent`, wrapping case-insensitive matches of needle in <mark>.
@@ -561,9 +606,7 @@
     for (const seg of segs) {
       let box = parent;
       if (seg.c || seg.s) {
-        box = el('span', seg.c);
-        if (seg.s && seg.s.color) box.style.color = seg.s.color;
-        if (seg.s && seg.s.background) box.style.backgroundColor = seg.s.background;
+        box = styledSpan(seg.c, seg.s);
         parent.appendChild(box);
       }
       const t = seg.t, start = pos, end = pos + t.length;
@@ -582,18 +625,12 @@
   }
 
   function renderLine(line) {
-    const div = document.createElement('div');
-    const span = String(line.span ?? '');
-    div.className = 'log-line' + (line.kind === 'error' ? ' log-error' : line.kind === 'event' ? ' log-event' : '')
-      + (view.resource === null ? ' with-prefix' : '');
-    div.setAttribute('data-span', span);
+    const kind = line.kind === 'error' || line.kind === 'event' ? line.kind : '';
+    const div = lineTemplate(String(line.span ?? ''), kind, view.resource === null).cloneNode(true);
     div._seq = line.seq;
-    if (view.resource === null) {
-      div.appendChild(el('span', 'log-prefix ' + spanClass(span), span));
-    }
     const text = typeof line.text === 'string' ? line.text : String(line.text ?? '');
     if (!filter.needle && !NEEDS_CLEAN_RE.test(text)) {
-      div.append(text);
+      div.appendChild(document.createTextNode(text));
     } else {
       const clean = NEEDS_CLEAN_RE.test(text) ? stripCR(text) : text;
       appendSegments(div, clean.includes('\x1b') ? ansiSegments(clean) : [{ t: clean.replace(CTRL_RE, ''), c: '', s: null }], filter.needle);
@@ -603,6 +640,7 @@
 
   function ingest(arr) {
     if (!Array.isArray(arr)) return;
+    const n0 = view.pending.length;
     for (const l of arr) {
       if (!l || typeof l !== 'object') continue;
       if (typeof l.seq === 'number') {
@@ -612,11 +650,13 @@
       view.lines.push(l);
       if (matches(l)) view.pending.push(l);
     }
+    if (!view.follow) view.heldBack += view.pending.length - n0;
     if (view.lines.length > MEM_CAP * 1.2) view.lines.splice(0, view.lines.length - MEM_CAP);
-    if (view.pending.length > DOM_CAP) {
-      // Frames are not running (hidden tab) or cannot keep up: re-render from memory later.
-      if (view.follow) resetLog();
-      else { view.stale = true; view.heldBack += view.pending.length; view.pending = []; }
+    if (view.pending.length > FOLLOW_DOM_CAP) {
+      // Paused, hidden tab, or more than frames can show: only the newest can be rendered.
+      const n = view.pending.length - FOLLOW_DOM_CAP;
+      view.pending.splice(0, n);
+      view.skip += n;
     }
     schedule();
   }
@@ -629,7 +669,7 @@
     if (backlog) view.skipped += n; else view.dropped += n;
     const parts = [];
     if (view.dropped) parts.push(view.dropped + (view.dropped === 1 ? ' older line was dropped' : ' older lines were dropped') + ' (the session keeps a limited amount of log)');
-    if (view.skipped) parts.push(view.skipped + ' older line' + (view.skipped === 1 ? ' is' : 's are') + ' not shown (dropped, or beyond the newest ' + MEM_CAP + ')');
+    if (view.skipped) parts.push(view.skipped + ' older line' + (view.skipped === 1 ? ' was' : 's were') + ' not loaded (dropped, or older than the newest ' + backlogLimit() + ')');
     setText($('log-dropped-text'), parts.join('; ') + '.');
     $('log-dropped').hidden = false;
   }
@@ -640,7 +680,7 @@
     view.gen++;
     if (view.source) { view.source.close(); view.source = null; }
     const prev = view.resource;
-    Object.assign(view, { resource, lines: [], lastSeq: 0, dropped: 0, skipped: 0, retry: 0, follow: true });
+    Object.assign(view, { resource, lines: [], lastSeq: 0, dropped: 0, skipped: 0, retry: 0 });
     resetLog();
     $('log-dropped').hidden = true;
     updateFollowButton();
@@ -660,12 +700,15 @@
     return view.resource === null ? '' : 'resource=' + encodeURIComponent(view.resource) + '&';
   }
 
-  // The newest MEM_CAP lines come from GET /api/logs (bounded), then the stream continues
-  // after its last_seq. If that read fails, the stream's own backlog (since=0) is used.
+  // The all-resources view shows only its newest few thousand lines anyway: read fewer.
+  function backlogLimit() { return view.resource === null ? BACKLOG_ALL : BACKLOG_ONE; }
+
+  // The newest backlogLimit() lines come from GET /api/logs (bounded), then the stream
+  // continues after its last_seq. If that read fails, the stream's own backlog (since=0) is used.
   async function loadBacklog(gen) {
     setStreamState('loading…');
     try {
-      const res = await fetch('/api/logs?' + viewQuery() + 'limit=' + MEM_CAP);
+      const res = await fetch('/api/logs?' + viewQuery() + 'limit=' + backlogLimit());
       if (!res.ok) throw new Error(String(res.status));
       const d = await res.json();
       if (gen !== view.gen) return;
@@ -702,19 +745,28 @@
 
   // #log holds .log-chunk elements of up to CHUNK lines each (content-visibility: auto):
   // the browser then lays out, paints and hit-tests tens of chunks, not thousands of lines.
+  // Between chunks, a .log-gap button may stand for lines skipped while following.
   function domCount() {
     let n = 0;
     for (let c = logEl.firstElementChild; c; c = c.nextElementSibling) n += c.childElementCount;
     return n;
   }
   function newChunk() { return el('div', 'log-chunk'); }
+  const firstLine = () => logEl.querySelector('.log-line');
+  function lastLine() {
+    for (let c = logEl.lastElementChild; c; c = c.previousElementSibling) if (c.lastElementChild) return c.lastElementChild;
+    return null;
+  }
 
   // Appends lines (oldest first) after the last line.
   function appendLines(lines) {
     let chunk = logEl.lastElementChild;
     let i = 0;
     while (i < lines.length) {
-      if (!chunk || chunk.childElementCount >= CHUNK) { chunk = newChunk(); logEl.appendChild(chunk); }
+      if (!chunk || chunk.className !== 'log-chunk' || chunk.childElementCount >= CHUNK) {
+        chunk = newChunk();
+        logEl.appendChild(chunk);
+      }
       const frag = document.createDocumentFragment();
       const end = Math.min(lines.length, i + CHUNK - chunk.childElementCount);
       for (; i < end; i++) frag.appendChild(renderLine(lines[i]));
@@ -722,41 +774,41 @@
     }
   }
 
-  // Inserts lines (oldest first) before the first line, in new chunks.
-  function prependLines(lines) {
-    const before = logEl.firstElementChild;
+  // Inserts lines (oldest first) before `before` (null: at the end), in new chunks.
+  function insertLines(lines, before) {
     for (let i = 0; i < lines.length; i += CHUNK) {
       const chunk = newChunk();
-      for (const l of lines.slice(i, i + CHUNK)) chunk.appendChild(renderLine(l));
+      const end = Math.min(lines.length, i + CHUNK);
+      for (let j = i; j < end; j++) chunk.appendChild(renderLine(lines[j]));
       logEl.insertBefore(chunk, before);
     }
   }
 
-  function removeFirstLines(n) {
-    while (n > 0 && logEl.firstElementChild) {
-      const c = logEl.firstElementChild;
-      if (c.childElementCount <= n) { n -= c.childElementCount; c.remove(); continue; }
-      const r = document.createRange();
-      r.setStartBefore(c.firstChild);
-      r.setEndBefore(c.children[n]);
-      r.deleteContents();
-      n = 0;
+  // Removes whole chunks (and gaps) from the top while at least `cap` lines remain; the
+  // last child always stays, so #log is never emptied here.
+  function trimTop(cap) {
+    let n = domCount();
+    for (let c = logEl.firstElementChild; c && c.nextElementSibling; c = logEl.firstElementChild) {
+      const k = c.childElementCount;
+      if (k && n - k < cap) break;
+      n -= k;
+      c.remove();
     }
   }
 
-  function scrollToBottom() {
-    logEl.scrollTop = logEl.scrollHeight;
-    view.autoTop = logEl.scrollTop;
-  }
+  // Setting scrollTop past the end clamps to the bottom; nothing is read back.
+  function scrollToBottom() { logEl.scrollTop = 1e9; }
 
-  // Re-render #log from memory: it is emptied on the next frame, then refilled with the
-  // lines that arrive and, backwards from the newest, with those already in `lines`.
+  // Re-render #log from memory, following: it is emptied on the next frame, then refilled
+  // with the lines that arrive and, backwards from the newest, with those already in `lines`.
   function resetLog() {
     view.clear = true;
     view.backfill = true;
     view.pending = [];
-    view.stale = false;
+    view.skip = 0;
     view.heldBack = 0;
+    view.follow = true;
+    view.autoTop = 0;  // #log restarts at scrollTop 0: that is no upward scroll
     updateFollowButton();
     schedule();
   }
@@ -773,8 +825,8 @@
 
   // Prepends up to n matching lines older than the first one in #log. Returns whether it did.
   function backfill(n) {
-    const room = Math.min(n, (view.follow ? DOM_CAP : PAUSED_DOM_CAP) - domCount());
-    const first = logEl.firstElementChild && logEl.firstElementChild.firstElementChild;
+    const room = Math.min(n, (view.follow ? FOLLOW_DOM_CAP : PAUSED_DOM_CAP) - domCount());
+    const first = firstLine();
     let i = first ? seqIndex(first._seq) : view.lines.length;
     if (room <= 0 || i <= 0) { view.backfill = false; return false; }
     const sel = [];
@@ -783,38 +835,68 @@
     if (!sel.length) return false;
     // Scroll anchoring keeps a paused reader's place, except at scrollTop 0: do it by hand.
     const h0 = !view.follow && logEl.scrollTop === 0 ? logEl.scrollHeight : -1;
-    prependLines(sel.reverse());
+    insertLines(sel.reverse(), logEl.firstElementChild);
     if (h0 >= 0) logEl.scrollTop = logEl.scrollHeight - h0;
     return true;
+  }
+
+  // A gap stands for `n` matching lines with seq in (after, before) left out of #log.
+  function setGap(gap, after, before, n) {
+    Object.assign(gap, { _after: after, _before: before, type: 'button',
+      textContent: '⋯ ' + n + ' line' + (n === 1 ? '' : 's') + ' skipped here (they came faster than they could be drawn): click to show' });
+    return gap;
+  }
+
+  // Restores a gap's lines from memory (the newest that fit, up to PAUSED_DOM_CAP), paused.
+  function expandGap(gap) {
+    setFollow(false);
+    const lo = seqIndex(gap._after + 1);
+    let i = seqIndex(gap._before) - 1;
+    const room = PAUSED_DOM_CAP - domCount();
+    const sel = [];
+    for (; i >= lo && sel.length < room; i--) if (matches(view.lines[i])) sel.push(view.lines[i]);
+    insertLines(sel.reverse(), gap.nextSibling);
+    let left = 0;
+    for (; i >= lo; i--) if (matches(view.lines[i])) left++;
+    if (!left) gap.remove();
+    else if (sel.length) setGap(gap, gap._after, sel[0].seq, left);
+    else toast('The log view is full: filter it to see these lines.');
   }
 
   function flushLogs() {
     const t0 = performance.now();
     let changed = false;
     if (view.clear) { view.clear = false; logEl.replaceChildren(); changed = true; }
-    let batch = view.pending;
-    if (batch.length) {
+    if (!view.follow) updateFollowButton();  // paused: new lines are only counted
+    else if (view.pending.length) {
+      // Render the newest lines that fit in the frame's budget; a gap stands for the rest.
+      let batch = view.pending;
       view.pending = [];
-      if (!view.follow && (view.stale || domCount() + batch.length > PAUSED_DOM_CAP)) {
-        // Keep what the user is reading in place; catch up when they come back down.
-        view.stale = true;
-        view.heldBack += batch.length;
-        updateFollowButton();
-        return;
-      }
-      if (view.follow && batch.length > FRAME_LINES) {
-        // More arrived than one frame should render: show the newest now and restore the
-        // older ones from memory in calmer frames (the DOM stays contiguous).
-        batch = batch.slice(-CATCHUP_LINES);
-        logEl.replaceChildren();
-        view.backfill = true;
-      }
+      const fit = Math.max(MIN_FIT, Math.min(MAX_FIT, Math.floor(FRAME_BUDGET_MS / view.msPerLine)));
+      let skipped = view.skip;
+      view.skip = 0;
+      if (batch.length > fit) { skipped += batch.length - fit; batch = batch.slice(-fit); }
+      const last = lastLine();
+      if (skipped && last) logEl.appendChild(setGap(el('button', 'log-gap'), last._seq, batch[0].seq, skipped));
+      else if (skipped) view.backfill = true;
+      const t1 = performance.now();
       appendLines(batch);
-      if (view.follow) removeFirstLines(domCount() - DOM_CAP);
+      trimTop(FOLLOW_DOM_CAP);
+      // Setting scrollTop lays the page out now, so the measured cost includes layout;
+      // paint comes after this task: count half as much again for it.
+      scrollToBottom();
+      if (batch.length >= 20) {
+        const cost = Math.max(0.002, 1.5 * (performance.now() - t1) / batch.length);
+        view.msPerLine = 0.8 * view.msPerLine + 0.2 * cost;
+      }
       changed = true;
     }
-    if (view.backfill && performance.now() - t0 < 6 && backfill(BACKFILL_LINES)) changed = true;
-    if (view.backfill) schedule();
+    if (view.backfill) {
+      const left = FRAME_BUDGET_MS - (performance.now() - t0);
+      const n = Math.min(BACKFILL_LINES, Math.floor(left / view.msPerLine));
+      if (n >= 20 && backfill(n)) changed = true;
+      if (view.backfill) schedule();
+    }
     if (changed && view.follow) scrollToBottom();
   }
 
@@ -822,11 +904,13 @@
     if (view.follow === on) return;
     view.follow = on;
     if (on) {
-      if (view.stale) resetLog();
-      else removeFirstLines(domCount() - DOM_CAP);
+      view.heldBack = 0;
+      trimTop(FOLLOW_DOM_CAP);
       scrollToBottom();
-      schedule();
+    } else {
+      view.backfill = true;  // scrollback: restore older lines from memory while paused
     }
+    schedule();
     updateFollowButton();
   }
 
@@ -894,10 +978,15 @@
   $('log-dropped-close').addEventListener('click', () => { $('log-dropped').hidden = true; });
   $('log-follow').addEventListener('click', () => setFollow(true));
 
-  // Auto-scroll: pause on any upward user scroll, resume when back at the bottom.
+  // Auto-scroll: pause on any upward user scroll, resume when back at the bottom. (Scroll
+  // events come before the frame's DOM changes, so reading layout here costs little.)
   logEl.addEventListener('scroll', () => {
-    if (isAtBottom()) setFollow(true);
+    if (isAtBottom()) { view.autoTop = logEl.scrollTop; setFollow(true); }
     else if (view.follow && logEl.scrollTop < view.autoTop - 4) setFollow(false);
+  });
+  logEl.addEventListener('click', (ev) => {
+    const gap = ev.target.closest('.log-gap');
+    if (gap) expandGap(gap);
   });
   logEl.addEventListener('wheel', (ev) => {
     if (ev.deltaY < 0 && logEl.scrollHeight > logEl.clientHeight) setFollow(false);
