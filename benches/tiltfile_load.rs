@@ -54,6 +54,7 @@ fn options(path: &Path) -> EvalOptions {
         path: path.to_path_buf(),
         args: Vec::new(),
         subcommand: "alpha tiltfile-result".into(),
+        k8s: Default::default(),
     }
 }
 

@@ -39,3 +39,16 @@ pub fn current_context() -> (String, String) {
         .unwrap_or("default");
     (name.to_owned(), namespace.to_owned())
 }
+
+/// The default namespace a named context sets, if any.
+pub fn context_namespace(context: &str) -> Option<String> {
+    kubeconfig_paths()
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|text| yaml_serde::from_str::<serde_json::Value>(&text).ok())
+        .filter_map(|d| d.get("contexts").and_then(|c| c.as_array()).cloned())
+        .flatten()
+        .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(context))
+        .and_then(|c| c.pointer("/context/namespace")?.as_str().map(str::to_owned))
+        .filter(|n| !n.is_empty())
+}

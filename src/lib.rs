@@ -10,6 +10,7 @@ pub mod cli;
 pub mod docker;
 pub mod engine;
 pub mod graph;
+pub mod k8s;
 pub mod kubeconfig;
 pub mod liveupdate;
 pub mod model;

@@ -110,6 +110,15 @@ pub struct PortForward {
     pub link_path: String,
 }
 
+/// Where an image reference sits in a Kubernetes object, as JSON pointers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageField {
+    /// A string holding the whole reference.
+    Ref(String),
+    /// An object holding the repository and the tag in two fields (`image_object=`).
+    Split { repo: String, tag: String },
+}
+
 /// A Kubernetes resource: the objects it applies and how its pods are followed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct K8sSpec {
@@ -122,6 +131,10 @@ pub struct K8sSpec {
     /// runtime; left out of `tiltfile-result` output, which lists their ids.
     #[serde(skip)]
     pub manifests: Vec<std::sync::Arc<serde_json::Value>>,
+    /// For each manifest, where `k8s_kind(image_json_path=/image_object=)` found images, so
+    /// that deploys put the built references there. Runtime only, like `manifests`.
+    #[serde(skip)]
+    pub image_fields: Vec<Vec<ImageField>>,
     pub extra_pod_selectors: Vec<BTreeMap<String, String>>,
     pub discovery_strategy: String,
     /// Set for `k8s_custom_deploy` resources.

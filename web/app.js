@@ -331,7 +331,14 @@
     for (const p of Array.isArray(r.port_forwards) ? r.port_forwards : []) {
       if (!p) continue;
       const url = p.url || 'http://' + (p.host || 'localhost') + ':' + p.local_port + '/' + (p.link_path || '').replace(/^\//, '');
-      items.push({ url, text: p.name || (p.host || 'localhost') + ':' + p.local_port });
+      // Kubernetes port-forwards carry their state once deployed: waiting, active or error.
+      const state = typeof p.state === 'string' ? p.state : '';
+      const label = p.name || (p.host || 'localhost') + ':' + p.local_port;
+      items.push({
+        url, state,
+        text: state && state !== 'active' ? label + ' (' + state + ')' : label,
+        note: state ? 'port-forward ' + state + (p.pod ? ' to pod ' + p.pod : '') + (p.error ? ': ' + p.error : '') : '',
+      });
     }
     const out = [];
     for (const it of items) {
@@ -339,8 +346,8 @@
       if (!href) { out.push(el('span', 'resource-link bad', it.text)); continue; }
       if (seen.has(href)) continue;
       seen.add(href);
-      const a = el('a', 'resource-link', it.text);
-      Object.assign(a, { href, target: '_blank', rel: 'noopener noreferrer', title: href });
+      const a = el('a', 'resource-link' + (it.state ? ' pf-' + it.state : ''), it.text);
+      Object.assign(a, { href, target: '_blank', rel: 'noopener noreferrer', title: it.note ? href + ' — ' + it.note : href });
       out.push(a);
     }
     box.replaceChildren(...out);

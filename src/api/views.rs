@@ -150,6 +150,25 @@ pub enum RuntimeView {
         health: Option<String>,
         exit_code: Option<i64>,
     },
+    Kubernetes {
+        /// `Kind name` / `Kind namespace/name` of what the last deploy applied.
+        applied: Vec<String>,
+        /// Newest first; the first that is not being deleted is the current one.
+        pods: Vec<PodView>,
+    },
+}
+
+/// A pod of a Kubernetes resource.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodView {
+    pub name: String,
+    pub namespace: String,
+    pub phase: String,
+    pub ready: bool,
+    pub deleting: bool,
+    pub restarts: i32,
+    /// Why a container waits (`CrashLoopBackOff: back-off 10s ...`), when one does.
+    pub waiting: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +176,14 @@ pub struct PortForwardView {
     #[serde(flatten)]
     pub spec: PortForward,
     pub url: String,
+    /// `waiting` (no ready pod), `active` or `error`, once the resource is deployed.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// The pod it forwards to.
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 impl From<&PortForward> for PortForwardView {
@@ -170,6 +197,9 @@ impl From<&PortForward> for PortForwardView {
         PortForwardView {
             url: format!("http://{host}:{}/{path}", pf.local_port),
             spec: pf.clone(),
+            state: None,
+            pod: None,
+            error: None,
         }
     }
 }
@@ -184,11 +214,21 @@ impl ResourceView {
             RuntimeStatus::NotApplicable => update == UpdateStatus::Ok,
             r => r == RuntimeStatus::Ok,
         };
-        let port_forwards = spec
+        let mut port_forwards: Vec<PortForwardView> = spec
             .k8s
             .as_ref()
             .map(|k| k.port_forwards.iter().map(PortForwardView::from).collect())
             .unwrap_or_default();
+        if let Some(k) = &rs.k8s {
+            for (view, live) in port_forwards.iter_mut().zip(&k.forwards) {
+                view.state = Some(live.state.clone());
+                view.pod = live.pod.clone();
+                view.error = live.error.clone();
+                if view.spec.container_port.is_none() {
+                    view.spec.container_port = live.container_port;
+                }
+            }
+        }
         ResourceView {
             name: rs.name.clone(),
             kind: spec.kind,
@@ -213,7 +253,12 @@ impl ResourceView {
             last_build: last_build.map(BuildView::from),
             build_history: rs.history.iter().map(BuildView::from).collect(),
             last_error: rs.last_error(),
-            restarts: rs.serve.as_ref().map(|s| s.crashes).unwrap_or(0),
+            restarts: match (&rs.serve, &rs.k8s) {
+                (Some(s), _) => s.crashes,
+                (_, Some(k)) => crate::k8s::pods::current(&k.pods)
+                    .map_or(0, |p| u32::try_from(p.restarts()).unwrap_or(0)),
+                _ => 0,
+            },
             runtime: runtime_view(rs),
             links: spec.links.clone(),
             port_forwards,
@@ -231,6 +276,32 @@ fn runtime_view(rs: &ResourceState) -> Option<RuntimeView> {
             crashes: s.crashes,
             last_exit: s.last_exit.clone(),
             probe_message: s.probe_message.clone(),
+        });
+    }
+    if let Some(k) = &rs.k8s {
+        return Some(RuntimeView::Kubernetes {
+            applied: k.applied.clone(),
+            pods: k
+                .pods
+                .iter()
+                .map(|p| PodView {
+                    name: p.name.clone(),
+                    namespace: p.namespace.clone(),
+                    phase: p.phase.clone(),
+                    ready: p.ready,
+                    deleting: p.deleting,
+                    restarts: p.restarts(),
+                    waiting: p.containers.iter().find_map(|c| {
+                        c.waiting.as_ref().map(|(r, m)| {
+                            if m.is_empty() {
+                                r.clone()
+                            } else {
+                                format!("{r}: {m}")
+                            }
+                        })
+                    }),
+                })
+                .collect(),
         });
     }
     rs.container.as_ref().map(|c| RuntimeView::Container {

@@ -9,6 +9,7 @@ pub mod context;
 mod custom;
 mod docker;
 pub mod dockerignore;
+pub mod push;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::TiltfileArgs;
 use super::up::{ServerArgs, Signals, engine_config, runtime};
-use crate::engine::ci::{CiOutcome, check};
+use crate::engine::ci::{CiOutcome, CiPolicy, check};
 use crate::engine::{self, Mode};
 use crate::term::Printer;
 
@@ -25,6 +25,9 @@ pub struct CiArgs {
     /// Give up after this long (e.g. 90s, 5m, 1h30m); default: ci_settings(timeout=), else 30m.
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Fail when a Kubernetes container in CrashLoopBackOff has restarted this many times.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub max_restarts: i32,
 }
 
 /// Parses Go-style durations (`30s`, `5m`, `1h30m`, `1.5h`, `500ms`).
@@ -90,6 +93,9 @@ pub fn run(args: CiArgs) -> anyhow::Result<ExitCode> {
         let mut signals = Signals::new()?;
         let mut states = store.subscribe();
         let started = Instant::now();
+        let policy = CiPolicy {
+            max_restarts: args.max_restarts,
+        };
         let mut timeout = args.timeout;
         let ending = loop {
             let outcome = {
@@ -97,7 +103,7 @@ pub fn run(args: CiArgs) -> anyhow::Result<ExitCode> {
                 if timeout.is_none() && st.tiltfile.loaded_once {
                     timeout = Some(Duration::from_secs(st.tiltfile.settings.ci_timeout));
                 }
-                check(&st)
+                check(&st, policy)
             };
             if let Some(o) = outcome {
                 break Ending::Done(o);

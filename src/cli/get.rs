@@ -302,9 +302,51 @@ fn describe(r: &ResourceView) -> String {
                     .map(|c| format!(", exit code {c}"))
                     .unwrap_or_default()
             ),
+            Some(RuntimeView::Kubernetes { pods, .. }) => pods
+                .iter()
+                .map(|p| {
+                    format!(
+                        "pod {}/{} {}{}, {} restarts{}{}",
+                        p.namespace,
+                        p.name,
+                        p.phase,
+                        if p.ready { ", ready" } else { "" },
+                        p.restarts,
+                        p.waiting
+                            .as_deref()
+                            .map(|w| format!(", {w}"))
+                            .unwrap_or_default(),
+                        if p.deleting { ", deleting" } else { "" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
             None => String::new(),
         },
     );
+    if let Some(RuntimeView::Kubernetes { applied, .. }) = &r.runtime {
+        field("Applied", applied.join(", "));
+    }
+    for pf in &r.port_forwards {
+        if let Some(state) = &pf.state {
+            field(
+                "Port forward",
+                format!(
+                    "{} -> {}{}{}",
+                    pf.url,
+                    pf.pod.as_deref().unwrap_or("(no pod)"),
+                    pf.spec
+                        .container_port
+                        .map(|p| format!(":{p}"))
+                        .unwrap_or_default(),
+                    match &pf.error {
+                        Some(e) => format!(" ({state}: {e})"),
+                        None => format!(" ({state})"),
+                    }
+                ),
+            );
+        }
+    }
     field("Last error", r.last_error.clone().unwrap_or_default());
     if !r.build_history.is_empty() {
         out.push_str("Builds (newest first):\n");

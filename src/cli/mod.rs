@@ -72,9 +72,24 @@ pub struct TiltfileArgs {
     /// Path to the Tiltfile.
     #[arg(short = 'f', long = "file", default_value = "Tiltfile")]
     pub file: PathBuf,
+    /// Kubernetes context to use instead of the kubeconfig's current one.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Default namespace for Kubernetes objects that name none.
+    #[arg(long)]
+    pub namespace: Option<String>,
     /// Arguments for the Tiltfile (after `--`): resource names, or what `config.parse()` reads.
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+impl TiltfileArgs {
+    pub fn k8s_overrides(&self) -> crate::k8s::K8sOverrides {
+        crate::k8s::K8sOverrides {
+            context: self.context.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
 }
 
 /// Parses the command line, runs the command and maps its outcome to an exit code.

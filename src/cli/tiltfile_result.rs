@@ -22,6 +22,7 @@ pub fn run(args: TiltfileResultArgs) -> anyhow::Result<ExitCode> {
         path: args.tiltfile.file.clone(),
         args: args.tiltfile.args.clone(),
         subcommand: "alpha tiltfile-result".to_owned(),
+        k8s: args.tiltfile.k8s_overrides(),
     };
     match evaluate_with_log(&options) {
         Ok(evaluated) => {

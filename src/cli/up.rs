@@ -149,6 +149,7 @@ pub(super) fn eval_options(args: &TiltfileArgs, subcommand: &str) -> anyhow::Res
         path: normalize(path),
         args: args.args.clone(),
         subcommand: subcommand.to_string(),
+        k8s: args.k8s_overrides(),
     })
 }
 
@@ -179,6 +180,7 @@ pub(super) fn engine_config(
     config.web_host = server.host.clone();
     config.web_port = server.port;
     config.log_limit_bytes = server.log_limit_mb.saturating_mul(1 << 20);
+    config.k8s = tiltfile.k8s_overrides();
     Ok(config)
 }
 

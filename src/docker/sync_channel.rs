@@ -20,10 +20,13 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex;
 
 /// The receiver: checks its tools, says it is ready, then serves archives until stdin closes.
+/// Whatever `tar` leaves unread (busybox's stops at its first error) is drained, so that
+/// `head` always takes the whole archive off stdin and the next count is read in step.
 const RECEIVER: &str = "command -v head >/dev/null && command -v tar >/dev/null || exit 127; \
 echo tiltrs-ready; \
 while read -r n; do \
-if head -c \"$n\" | tar -x -C / -f -; then echo tiltrs-ok; else echo tiltrs-fail; fi; \
+if head -c \"$n\" | (tar -x -C / -f -; r=$?; head -c \"$n\" >/dev/null; exit $r); \
+then echo tiltrs-ok; else echo tiltrs-fail; fi; \
 done";
 
 /// How long one archive may take to be extracted before the channel is given up.

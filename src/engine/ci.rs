@@ -19,7 +19,43 @@ pub enum CiOutcome {
 }
 
 /// `Some` once the run is decided.
-pub fn check(state: &EngineState) -> Option<CiOutcome> {
+/// When a crashing Kubernetes container fails the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CiPolicy {
+    /// A container in CrashLoopBackOff fails `ci` once it has restarted this many times (other
+    /// waiting reasons that need a change, such as ImagePullBackOff, fail it at once).
+    pub max_restarts: i32,
+}
+
+impl Default for CiPolicy {
+    fn default() -> Self {
+        CiPolicy { max_restarts: 3 }
+    }
+}
+
+/// Whether a Kubernetes resource's pod has failed for `ci`: the reason, when it has.
+fn k8s_failure(r: &super::state::ResourceState, policy: CiPolicy) -> Option<String> {
+    let k = r.k8s.as_ref()?;
+    let failure = k.pod_failure()?;
+    let pod = crate::k8s::pods::current(&k.pods)?;
+    let crash_looping = pod.containers.iter().find(|c| {
+        c.waiting
+            .as_ref()
+            .is_some_and(|(w, _)| w == "CrashLoopBackOff")
+    });
+    match crash_looping {
+        Some(c)
+            if c.restarts < policy.max_restarts
+                && pod.fatal_waiting().map(|w| w.0) == Some("CrashLoopBackOff") =>
+        {
+            None
+        }
+        Some(c) => Some(format!("{failure} (restarted {} times)", c.restarts)),
+        None => Some(failure),
+    }
+}
+
+pub fn check(state: &EngineState, policy: CiPolicy) -> Option<CiOutcome> {
     if let Some(error) = &state.tiltfile.error {
         return Some(CiOutcome::Failed {
             resource: None,
@@ -65,12 +101,24 @@ pub fn check(state: &EngineState) -> Option<CiOutcome> {
                 error: why,
             });
         }
+        if r.current.is_none()
+            && let Some(why) = k8s_failure(r, policy)
+        {
+            return Some(CiOutcome::Failed {
+                resource: Some(r.name.clone()),
+                error: why,
+            });
+        }
         let built = r.current.is_none()
             && r.queued.is_none()
             && r.last_build().and_then(|b| b.result) == Some(BuildResult::Success);
         let ready = r.serve.as_ref().is_none_or(|s| s.ready)
-            && (r.spec.kind != crate::model::ResourceType::DockerCompose
-                || r.runtime_status() == super::state::RuntimeStatus::Ok);
+            && (!matches!(
+                r.spec.kind,
+                crate::model::ResourceType::DockerCompose
+                    | crate::model::ResourceType::K8s
+                    | crate::model::ResourceType::K8sCustomDeploy
+            ) || r.runtime_status() == super::state::RuntimeStatus::Ok);
         if !(built && ready) {
             all_done = false;
         }

@@ -42,7 +42,10 @@ pub enum DeployOutcome {
 }
 
 /// The image a resource deploys: among its refs, the one no other of them builds on.
-fn deployed_image<'a>(resource: &Resource, images: &'a [ImageTarget]) -> Option<&'a ImageTarget> {
+pub(super) fn deployed_image<'a>(
+    resource: &Resource,
+    images: &'a [ImageTarget],
+) -> Option<&'a ImageTarget> {
     let mine: Vec<&ImageTarget> = images
         .iter()
         .filter(|i| resource.image_refs.contains(&i.image_ref))
@@ -76,32 +79,30 @@ fn files_of(image: &ImageTarget, changed: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// The live update for this change, or why there is none (`Err` holds the reason to log; `None`
-/// means a full deploy without comment).
-fn live_update_plan(
-    req: &DeployRequest,
-) -> Result<(String, liveupdate::UpdatePlan), Option<String>> {
-    let changed = req.changed.as_ref().ok_or(None)?;
-    let image = deployed_image(&req.resource, &req.images).ok_or(None)?;
+/// means a full deploy without comment). `target` is where it would go (a running container or
+/// pod), when there is one.
+pub(super) fn live_update_plan<T>(
+    resource: &Resource,
+    images: &[ImageTarget],
+    changed: Option<&Vec<PathBuf>>,
+    target: Option<T>,
+) -> Result<(T, liveupdate::UpdatePlan), Option<String>> {
+    let changed = changed.ok_or(None)?;
+    let image = deployed_image(resource, images).ok_or(None)?;
     if image.live_update.is_empty() {
         return Err(None);
     }
-    let container = req
-        .container
-        .clone()
-        .ok_or_else(|| Some("no running container to live update".to_string()))?;
-    let others: Vec<&ImageTarget> = req
-        .images
+    let target = target.ok_or_else(|| Some("no running container to live update".to_string()))?;
+    let others: Vec<&ImageTarget> = images
         .iter()
-        .filter(|i| {
-            i.image_ref != image.image_ref && req.resource.image_refs.contains(&i.image_ref)
-        })
+        .filter(|i| i.image_ref != image.image_ref && resource.image_refs.contains(&i.image_ref))
         .collect();
     // The watcher reports only files some image of the resource sees: with one image, every
     // changed file is its own, and its context filter need not be built again here.
     if others.is_empty() {
         return match liveupdate::plan(&image.live_update, changed) {
             Plan::Fallback { reason } => Err(Some(reason)),
-            Plan::Update(plan) => Ok((container, plan)),
+            Plan::Update(plan) => Ok((target, plan)),
         };
     }
     for other in others {
@@ -119,11 +120,11 @@ fn live_update_plan(
     }
     match liveupdate::plan(&image.live_update, &mine) {
         Plan::Fallback { reason } => Err(Some(reason)),
-        Plan::Update(plan) => Ok((container, plan)),
+        Plan::Update(plan) => Ok((target, plan)),
     }
 }
 
-fn has_syncs(steps: &[crate::model::LiveUpdateStep]) -> bool {
+pub(super) fn has_syncs(steps: &[crate::model::LiveUpdateStep]) -> bool {
     steps
         .iter()
         .any(|s| matches!(s, crate::model::LiveUpdateStep::Sync { .. }))
@@ -132,7 +133,13 @@ fn has_syncs(steps: &[crate::model::LiveUpdateStep]) -> bool {
 /// Runs one update of a Docker Compose resource.
 pub async fn update(req: DeployRequest) -> DeployOutcome {
     let log = req.build.log.clone();
-    match live_update_plan(&req) {
+    let plan = live_update_plan(
+        &req.resource,
+        &req.images,
+        req.changed.as_ref(),
+        req.container.clone(),
+    );
+    match plan {
         Ok((id, plan)) => {
             let result = container::apply(&req.build.docker, &id, &plan, &log)
                 .await

@@ -16,9 +16,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::deploy::{self, DeployOutcome, DeployRequest};
+use super::k8s_deploy::{self, Cluster, K8sDeployRequest, K8sOutcome};
 use super::state::{
-    BuildReason, BuildRecord, BuildResult, ContainerState, EngineState, LoadRecord, ResourceState,
-    ServeState,
+    BuildReason, BuildRecord, BuildResult, ContainerState, EngineState, ForwardView, K8sState,
+    LoadRecord, ResourceState, ServeState,
 };
 use super::store::{LogKind, Store, TILTFILE_SPAN};
 use super::{EngineConfig, EngineError, Mode, Msg, scheduler};
@@ -26,6 +27,8 @@ use crate::build::BuildEnv;
 use crate::build::context::ContextFilter;
 use crate::docker::DockerHandle;
 use crate::graph::ResourceGraph;
+use crate::k8s::follow::{FollowEvent, ResourceFollower};
+use crate::k8s::portforward::ForwardState;
 use crate::model::{LocalSpec, ResourceType, TiltfileResult};
 use crate::runtime::LogSink;
 use crate::runtime::compose::{ComposeFollower, ContainerEvent};
@@ -54,6 +57,8 @@ struct Unit {
     serve: Option<(u64, ServeSupervisor)>,
     /// Follows a Compose service's container (dropping it stops following).
     follower: Option<(u64, ComposeFollower)>,
+    /// Follows a Kubernetes resource's pods, logs and port-forwards.
+    k8s: Option<(u64, ResourceFollower)>,
 }
 
 struct Dispatcher {
@@ -77,6 +82,7 @@ struct Dispatcher {
     shutting_down: bool,
     tasks: JoinSet<()>,
     docker: DockerHandle,
+    cluster: Cluster,
 }
 
 pub(super) async fn run(
@@ -102,6 +108,10 @@ pub(super) async fn run(
         shutting_down: false,
         tasks: JoinSet::new(),
         docker: DockerHandle::default(),
+        cluster: Cluster {
+            handle: crate::k8s::K8sHandle::new(cfg.k8s.clone()),
+            ..Cluster::default()
+        },
         cfg,
         store,
         tx,
@@ -205,6 +215,8 @@ impl Dispatcher {
             Msg::Serve { name, id, event } => self.on_serve(&name, id, event),
             Msg::Deployed { name, id, outcome } => self.on_deployed(&name, id, outcome),
             Msg::Container { name, id, event } => self.on_container(&name, id, event),
+            Msg::K8sDeployed { name, id, outcome } => self.on_k8s_deployed(&name, id, outcome),
+            Msg::K8sFollow { name, id, event } => self.on_k8s_follow(&name, id, event),
             Msg::Stopped => {}
         }
     }
@@ -412,8 +424,22 @@ impl Dispatcher {
         if let Some(r) = result {
             config.extend(r.config_files.iter().cloned());
             for res in r.resources.iter().filter(|r| r.enabled) {
-                if res.kind == ResourceType::DockerCompose {
+                if matches!(
+                    res.kind,
+                    ResourceType::DockerCompose | ResourceType::K8s | ResourceType::K8sCustomDeploy
+                ) {
                     sets.extend(image_watch_sets(res, r, &mut problems));
+                }
+                if let Some(custom) = res.k8s.as_ref().and_then(|k| k.custom_deploy.as_ref())
+                    && !custom.deps.is_empty()
+                {
+                    sets.push(WatchSet {
+                        owner: res.name.clone(),
+                        paths: custom.deps.clone(),
+                        ignore: IgnoreMatcher::with_builtins(&r.settings.watch_ignores)
+                            .unwrap_or_default(),
+                        include: None,
+                    });
                 }
                 let Some(local) = &res.local else { continue };
                 if local.deps.is_empty() {
@@ -609,6 +635,10 @@ impl Dispatcher {
         self.event(name, reason.describe());
         if kind == ResourceType::DockerCompose {
             self.start_deploy(name, reason);
+            return;
+        }
+        if matches!(kind, ResourceType::K8s | ResourceType::K8sCustomDeploy) {
+            self.start_k8s_deploy(name, reason);
             return;
         }
         let Some(local) = local else {
@@ -1081,6 +1111,259 @@ impl Dispatcher {
         {
             rs.ever_ready = true;
         }
+    }
+
+    // ---- Kubernetes resources ------------------------------------------------------------
+
+    fn start_k8s_deploy(&mut self, name: &str, reason: BuildReason) {
+        let Some(result) = self.result.as_ref() else {
+            return;
+        };
+        let Some(rs) = self.state.resource(name) else {
+            return;
+        };
+        let resource = rs.spec.clone();
+        let images: Vec<_> = result
+            .images
+            .iter()
+            .filter(|i| resource.image_refs.contains(&i.image_ref))
+            .cloned()
+            .collect();
+        let pod = rs
+            .k8s
+            .as_ref()
+            .and_then(|k| k8s_deploy::live_update_target(&resource, &images, &k.images, &k.pods));
+        let changed = match reason {
+            BuildReason::FileChange { paths } => Some(paths),
+            _ => None,
+        };
+        self.next_id += 1;
+        let id = self.next_id;
+        let token = CancellationToken::new();
+        let req = K8sDeployRequest {
+            resource,
+            images,
+            changed,
+            pod,
+            settings: result.settings.clone(),
+            build: BuildEnv {
+                docker: self.docker.clone(),
+                env: self.tilt_env(),
+                log: self.sink(name),
+                cancel: token.clone(),
+                grace: self.cfg.stop_grace,
+                kill_now: self.kill_now.clone(),
+            },
+            cluster: self.cluster.clone(),
+        };
+        let tx = self.tx.clone();
+        let task_name = name.to_string();
+        self.tasks.spawn(async move {
+            let outcome = k8s_deploy::update(req).await;
+            let _ = tx.send(Msg::K8sDeployed {
+                name: task_name,
+                id,
+                outcome,
+            });
+        });
+        self.units.entry(name.to_string()).or_default().build = Some((id, token));
+    }
+
+    fn on_k8s_deployed(&mut self, name: &str, id: u64, outcome: K8sOutcome) {
+        if !self.finish_unit_build(name, id) {
+            return;
+        }
+        let Some(rs) = self.resource_mut(name) else {
+            return;
+        };
+        match outcome {
+            K8sOutcome::Deployed {
+                applied,
+                images,
+                scope,
+            } => {
+                let forwards = rs
+                    .spec
+                    .k8s
+                    .as_ref()
+                    .map(|k| k.port_forwards.clone())
+                    .unwrap_or_default();
+                let k = rs.k8s.get_or_insert_with(K8sState::default);
+                k.applied = applied.iter().map(|a| a.describe()).collect();
+                k.images = images;
+                if k.forwards.is_empty() {
+                    k.forwards = forwards
+                        .iter()
+                        .map(|f| ForwardView {
+                            local_port: f.local_port,
+                            host: f.host.clone(),
+                            state: "waiting".into(),
+                            pod: None,
+                            container_port: f.container_port,
+                            error: None,
+                        })
+                        .collect();
+                }
+                let dur = rs
+                    .finish_build(BuildResult::Success, None)
+                    .and_then(|b| b.duration)
+                    .unwrap_or_default();
+                self.event(name, format!("Update succeeded in {}", fmt_duration(dur)));
+                self.ensure_k8s_follower(name, scope, forwards);
+                self.mark_ready_if_running(name);
+            }
+            K8sOutcome::LiveUpdated => {
+                let dur = rs
+                    .finish_build(BuildResult::Success, None)
+                    .and_then(|b| b.duration)
+                    .unwrap_or_default();
+                self.event(
+                    name,
+                    format!("Live update succeeded in {}", fmt_duration(dur)),
+                );
+            }
+            K8sOutcome::Failed(error) => {
+                rs.finish_build(BuildResult::Failure, Some(error.clone()));
+                self.error(name, error);
+            }
+            K8sOutcome::Cancelled => {
+                rs.finish_build(BuildResult::Cancelled, None);
+                self.event(name, "Update cancelled");
+            }
+        }
+    }
+
+    /// Starts following the resource's pods, once per resource (its selectors and namespaces
+    /// do not change between deploys of the same spec).
+    fn ensure_k8s_follower(
+        &mut self,
+        name: &str,
+        scope: k8s_deploy::PodScope,
+        forwards: Vec<crate::model::PortForward>,
+    ) {
+        if self.units.get(name).is_some_and(|u| u.k8s.is_some()) {
+            return;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let tx = self.tx.clone();
+        let span = name.to_string();
+        let report = Arc::new(move |event: FollowEvent| {
+            let _ = tx.send(Msg::K8sFollow {
+                name: span.clone(),
+                id,
+                event,
+            });
+        });
+        let follower = ResourceFollower::spawn(
+            scope.client,
+            scope.namespaces,
+            scope.selectors,
+            forwards,
+            self.sink(name),
+            report,
+        );
+        self.units.entry(name.to_string()).or_default().k8s = Some((id, follower));
+    }
+
+    fn on_k8s_follow(&mut self, name: &str, id: u64, event: FollowEvent) {
+        let current = self
+            .units
+            .get(name)
+            .and_then(|u| u.k8s.as_ref())
+            .map(|f| f.0);
+        if current != Some(id) || self.shutting_down {
+            return;
+        }
+        let Some(rs) = self.resource_mut(name) else {
+            return;
+        };
+        let Some(k) = rs.k8s.as_mut() else {
+            return;
+        };
+        let mut errors = Vec::new();
+        let mut events = Vec::new();
+        let mut gone = Vec::new();
+        match event {
+            FollowEvent::Pods(pods) => {
+                let before = k.pod_failure();
+                let old = crate::k8s::pods::current(&k.pods).map(|p| (p.name.clone(), p.ready));
+                let old_pods = std::mem::replace(&mut k.pods, pods);
+                k.watch_error = None;
+                let after = k.pod_failure();
+                if after.is_some() && after != before {
+                    errors.extend(after);
+                }
+                let new = crate::k8s::pods::current(&k.pods).map(|p| (p.name.clone(), p.ready));
+                if new != old
+                    && let Some((pod, ready)) = new
+                {
+                    if old.as_ref().map(|o| &o.0) != Some(&pod) {
+                        events.push(format!("Tracking pod {pod}"));
+                    }
+                    if ready && old.is_none_or(|o| !o.1 || o.0 != pod) {
+                        events.push(format!("Pod {pod} is ready"));
+                    }
+                }
+                gone = old_pods
+                    .iter()
+                    .filter(|p| !k.pods.iter().any(|n| n.uid == p.uid))
+                    .flat_map(|p| {
+                        p.containers.iter().map(|c| crate::k8s::PodRef {
+                            namespace: p.namespace.clone(),
+                            name: p.name.clone(),
+                            container: c.name.clone(),
+                        })
+                    })
+                    .collect();
+            }
+            FollowEvent::WatchError(e) => {
+                if k.watch_error.as_ref() != Some(&e) {
+                    errors.push(format!("Watching pods: {e}"));
+                }
+                k.watch_error = Some(e);
+            }
+            FollowEvent::Forward { index, state } => {
+                if let Some(f) = k.forwards.get_mut(index) {
+                    match state {
+                        ForwardState::Waiting => {
+                            f.state = "waiting".into();
+                            f.pod = None;
+                        }
+                        ForwardState::Active {
+                            pod,
+                            container_port,
+                        } => {
+                            f.state = "active".into();
+                            f.pod = Some(pod);
+                            f.container_port = Some(container_port);
+                            f.error = None;
+                        }
+                        ForwardState::Error(e) => {
+                            f.state = "error".into();
+                            errors.push(format!("Port forward {}: {e}", f.local_port));
+                            f.error = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+        self.dirty = true;
+        if !gone.is_empty() {
+            let channels = self.cluster.channels.clone();
+            tokio::spawn(async move {
+                for pod in &gone {
+                    channels.forget(pod).await;
+                }
+            });
+        }
+        for e in events {
+            self.event(name, e);
+        }
+        for e in errors {
+            self.error(name, e);
+        }
+        self.mark_ready_if_running(name);
     }
 
     // ---- shutdown ------------------------------------------------------------------------

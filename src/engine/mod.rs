@@ -9,6 +9,7 @@
 pub mod ci;
 mod deploy;
 mod dispatcher;
+mod k8s_deploy;
 pub mod scheduler;
 pub mod state;
 pub mod store;
@@ -113,6 +114,8 @@ pub struct EngineConfig {
     pub web_port: u16,
     /// Log memory kept (see [`Store::with_log_limit`]).
     pub log_limit_bytes: usize,
+    /// `--context` / `--namespace`.
+    pub k8s: crate::k8s::K8sOverrides,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -140,6 +143,7 @@ impl EngineConfig {
             web_host: "127.0.0.1".into(),
             web_port: 10350,
             log_limit_bytes: store::DEFAULT_LOG_LIMIT_BYTES,
+            k8s: crate::k8s::K8sOverrides::default(),
         }
     }
 }
@@ -180,6 +184,16 @@ pub(crate) enum Msg {
         name: String,
         id: u64,
         outcome: deploy::DeployOutcome,
+    },
+    K8sDeployed {
+        name: String,
+        id: u64,
+        outcome: k8s_deploy::K8sOutcome,
+    },
+    K8sFollow {
+        name: String,
+        id: u64,
+        event: crate::k8s::follow::FollowEvent,
     },
     Container {
         name: String,

@@ -216,6 +216,65 @@ impl ContainerState {
     }
 }
 
+/// A port-forward of a Kubernetes resource and how it is doing.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForwardView {
+    pub local_port: u16,
+    pub host: String,
+    /// `waiting`, `active`, or `error`.
+    pub state: String,
+    pub pod: Option<String>,
+    pub container_port: Option<u16>,
+    pub error: Option<String>,
+}
+
+/// A deployed Kubernetes resource: what was applied and its pods.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct K8sState {
+    /// `Kind name` / `Kind namespace/name` of each applied object.
+    pub applied: Vec<String>,
+    /// Declared image refs and the references deployed for them.
+    pub images: std::collections::BTreeMap<String, String>,
+    /// Newest first.
+    pub pods: Vec<crate::k8s::pods::PodSummary>,
+    pub forwards: Vec<ForwardView>,
+    /// The last pod watch error, until the next good event.
+    pub watch_error: Option<String>,
+}
+
+impl K8sState {
+    /// Why the resource's current pod cannot run, if it cannot: a fatal waiting reason with its
+    /// message, or a failed phase.
+    pub fn pod_failure(&self) -> Option<String> {
+        let pod = crate::k8s::pods::current(&self.pods)?;
+        if let Some((reason, message)) = pod.fatal_waiting() {
+            let container = pod
+                .containers
+                .iter()
+                .find(|c| c.waiting.as_ref().is_some_and(|(r, _)| r == reason))
+                .map(|c| c.name.as_str())
+                .unwrap_or_default();
+            let exit = pod
+                .containers
+                .iter()
+                .find(|c| c.name == container)
+                .and_then(|c| c.last_exit.as_ref())
+                .map(|(code, why)| format!(", last exit code {code} ({why})"))
+                .unwrap_or_default();
+            let message = if message.is_empty() {
+                String::new()
+            } else {
+                format!(": {message}")
+            };
+            return Some(format!(
+                "pod {} container {container}: {reason}{message}{exit}",
+                pod.name
+            ));
+        }
+        (pod.phase == "Failed").then(|| format!("pod {} failed", pod.name))
+    }
+}
+
 /// One resource.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResourceState {
@@ -234,6 +293,8 @@ pub struct ResourceState {
     pub serve: Option<ServeState>,
     /// Docker Compose resources: the service's container, once deployed.
     pub container: Option<ContainerState>,
+    /// Kubernetes resources, once deployed.
+    pub k8s: Option<K8sState>,
 }
 
 impl ResourceState {
@@ -253,6 +314,7 @@ impl ResourceState {
             ever_ready: false,
             serve,
             container: None,
+            k8s: None,
         }
     }
 
@@ -288,6 +350,12 @@ impl ResourceState {
     }
 
     pub fn runtime_status(&self) -> RuntimeStatus {
+        if matches!(
+            self.spec.kind,
+            crate::model::ResourceType::K8s | crate::model::ResourceType::K8sCustomDeploy
+        ) {
+            return self.k8s_runtime_status();
+        }
         if self.spec.kind == crate::model::ResourceType::DockerCompose {
             return match &self.container {
                 Some(c) if c.ready() => RuntimeStatus::Ok,
@@ -303,6 +371,25 @@ impl ResourceState {
             Some(s) if s.ready => RuntimeStatus::Ok,
             Some(s) if s.pid.is_none() && s.last_exit.is_some() => RuntimeStatus::Error,
             Some(_) => RuntimeStatus::Pending,
+        }
+    }
+
+    fn k8s_runtime_status(&self) -> RuntimeStatus {
+        let Some(k) = &self.k8s else {
+            return RuntimeStatus::Pending;
+        };
+        if k.pod_failure().is_some() {
+            return RuntimeStatus::Error;
+        }
+        let wait = self
+            .spec
+            .k8s
+            .as_ref()
+            .is_some_and(|s| s.pod_readiness != "ignore");
+        match crate::k8s::pods::current(&k.pods) {
+            _ if !wait => RuntimeStatus::Ok,
+            Some(p) if p.ready || p.phase == "Succeeded" => RuntimeStatus::Ok,
+            _ => RuntimeStatus::Pending,
         }
     }
 
@@ -334,6 +421,9 @@ impl ResourceState {
         }
         if self.runtime_status() != RuntimeStatus::Error {
             return None;
+        }
+        if let Some(k) = &self.k8s {
+            return k.pod_failure();
         }
         match (&self.serve, &self.container) {
             (Some(s), _) => s.last_exit.clone(),

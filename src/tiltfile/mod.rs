@@ -41,6 +41,8 @@ pub struct EvalOptions {
     /// The tiltrs subcommand being run (`up`, `ci`, `down`, `alpha tiltfile-result`), as
     /// `config.tilt_subcommand` reports it.
     pub subcommand: String,
+    /// `--context` / `--namespace`, which `k8s_context()` and `k8s_namespace()` report.
+    pub k8s: crate::k8s::K8sOverrides,
 }
 
 /// A failed evaluation: the rendered message (with file:line:col and source) plus whatever
@@ -69,6 +71,14 @@ fn absolute(path: &Path) -> PathBuf {
             .unwrap_or_else(|_| path.to_path_buf())
     };
     values::clean_path(&abs)
+}
+
+/// Kubernetes objects from a YAML stream (documents and `List`s), as `k8s_yaml` reads them.
+pub fn parse_k8s_yaml(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    Ok(k8s_objects::parse_objects(text)?
+        .into_iter()
+        .map(|o| (*o.value).clone())
+        .collect())
 }
 
 /// Parses a Starlark file as Tilt's dialect (with `while`) without running it: a syntax check
@@ -113,7 +123,7 @@ pub fn evaluate_with_log(options: &EvalOptions) -> Result<Evaluated, TiltfileErr
         args: options.args.clone(),
         ..Default::default()
     };
-    let (context, namespace) = crate::kubeconfig::current_context();
+    let (context, namespace) = crate::k8s::client::effective_context(&options.k8s);
     state.settings.k8s_context = context;
     state.settings.k8s_namespace = namespace;
     let tiltignore = main_dir.join(".tiltignore");

@@ -21,6 +21,8 @@ pub struct Project {
     pub root: tempfile::TempDir,
     pub dir: PathBuf,
     pub out: PathBuf,
+    /// Extra environment for every command of the project.
+    pub env: Vec<(String, String)>,
 }
 
 impl Project {
@@ -31,7 +33,12 @@ impl Project {
         let out = root.path().join("out");
         std::fs::create_dir_all(&dir).expect("mkdir project");
         std::fs::create_dir_all(&out).expect("mkdir out");
-        let p = Project { root, dir, out };
+        let p = Project {
+            root,
+            dir,
+            out,
+            env: Vec::new(),
+        };
         p.write_tiltfile(tiltfile);
         p
     }
@@ -62,7 +69,8 @@ impl Project {
             // Any free port, and session files under the test's own home.
             .env("TILT_PORT", "0")
             .env("HOME", self.root.path())
-            .env_remove("TILT_HOST");
+            .env_remove("TILT_HOST")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

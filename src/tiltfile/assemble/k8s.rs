@@ -383,6 +383,10 @@ pub fn assemble(state: &mut State) -> Result<K8sAssembly, String> {
                 .iter()
                 .map(|i| state.k8s_objects[*i].value.clone())
                 .collect(),
+            image_fields: unresourced
+                .iter()
+                .map(|i| k8s_objects::image_fields(&state.k8s_objects[*i], &finder.locators))
+                .collect(),
             extra_pod_selectors: Vec::new(),
             discovery_strategy: String::new(),
             custom_deploy: None,
@@ -638,6 +642,11 @@ fn translate(state: &State, finder: &Finder, res: Res) -> Result<Resource, Strin
             .entities
             .iter()
             .map(|i| state.k8s_objects[*i].value.clone())
+            .collect(),
+        image_fields: res
+            .entities
+            .iter()
+            .map(|i| k8s_objects::image_fields(&state.k8s_objects[*i], &finder.locators))
             .collect(),
         extra_pod_selectors: res.extra_pod_selectors,
         discovery_strategy: res.discovery_strategy,

@@ -669,6 +669,56 @@ impl ImageLocator {
     }
 }
 
+/// Where the locators (`k8s_kind(image_json_path=/image_object=)`) find images in `o`, as
+/// JSON pointers, so a deploy can put built references there.
+pub fn image_fields(o: &K8sObject, locators: &[ImageLocator]) -> Vec<crate::model::ImageField> {
+    use crate::model::ImageField;
+    let mut out = Vec::new();
+    for locator in locators.iter().filter(|l| l.selector.matches(o)) {
+        let Ok(found) = locator.path.find(&o.value) else {
+            continue;
+        };
+        for f in found {
+            let jsonpath::Found::Value(v) = f else {
+                continue;
+            };
+            let Some(pointer) = pointer_to(&o.value, v, String::new()) else {
+                continue;
+            };
+            match (&locator.object_fields, v) {
+                (None, Json::String(_)) => out.push(ImageField::Ref(pointer)),
+                (Some((repo, tag)), Json::Object(_)) => out.push(ImageField::Split {
+                    repo: format!("{pointer}/{}", escape_pointer(repo)),
+                    tag: format!("{pointer}/{}", escape_pointer(tag)),
+                }),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn escape_pointer(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// The JSON pointer of `target` (by identity) inside `root`.
+fn pointer_to(root: &Json, target: &Json, at: String) -> Option<String> {
+    if std::ptr::eq(root, target) {
+        return Some(at);
+    }
+    match root {
+        Json::Object(map) => map
+            .iter()
+            .find_map(|(k, v)| pointer_to(v, target, format!("{at}/{}", escape_pointer(k)))),
+        Json::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| pointer_to(v, target, format!("{at}/{i}"))),
+        _ => None,
+    }
+}
+
 /// Every image reference in `o`: container images (init containers first), image volumes,
 /// locator paths, then env values that match one of `env_images` (builds with
 /// `match_in_env_vars`). `matches(build_ref, candidate)` decides env matches.
