@@ -7,11 +7,26 @@
 //! - a resource's first update waits until each of its `resource_deps` has ever been ready;
 //!   later updates ignore deps;
 //! - triggered resources go first (in trigger order), then never-built ones in Tiltfile order,
-//!   then the rest in Tiltfile order.
+//!   then the rest in Tiltfile order;
+//! - among never-built ones, Kubernetes resources that create Namespaces or CRDs (Tilt's
+//!   `uncategorized`, usually) go first: other resources' objects need them, and an apply that
+//!   waits for its namespace must not hold a slot that its creator waits for.
 
 use std::collections::HashMap;
 
 use super::state::{EngineState, ResourceState};
+
+/// Whether a resource applies Namespaces or CRDs, which other resources' objects may need.
+fn creates_cluster_prerequisites(r: &ResourceState) -> bool {
+    r.spec.k8s.as_ref().is_some_and(|k| {
+        k.manifests.iter().any(|m| {
+            matches!(
+                m.get("kind").and_then(|k| k.as_str()),
+                Some("Namespace" | "CustomResourceDefinition")
+            )
+        })
+    })
+}
 
 /// Names of the resources to start now, in start order.
 pub fn next_builds(
@@ -53,9 +68,10 @@ pub fn next_builds(
             order.push(r);
         }
     }
-    for unbuilt_pass in [true, false] {
+    for (unbuilt_pass, prerequisites_only) in [(true, true), (true, false), (false, false)] {
         for r in state.resources.iter() {
             if r.has_built() != unbuilt_pass
+                && (!prerequisites_only || creates_cluster_prerequisites(r))
                 && ready_to_go(r)
                 && !order.iter().any(|o| o.name == r.name)
             {
@@ -160,6 +176,29 @@ mod tests {
         a.ever_ready = true;
         let s = state(vec![a, local("b", &["a"], true)]);
         assert_eq!(next_builds(&s, 3, &[]), vec!["b"]);
+    }
+
+    #[test]
+    fn namespaces_and_crds_are_applied_first() {
+        let mut ns = ResourceState::new({
+            let mut r = Resource::new("uncategorized", ResourceType::K8s);
+            r.k8s = Some(crate::model::K8sSpec {
+                objects: vec![],
+                port_forwards: vec![],
+                pod_readiness: "ignore".into(),
+                manifests: vec![Arc::new(
+                    serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}),
+                )],
+                image_fields: vec![],
+                extra_pod_selectors: vec![],
+                discovery_strategy: String::new(),
+                custom_deploy: None,
+            });
+            r
+        });
+        ns.queued = Some(BuildReason::Initial);
+        let s = state(vec![local("a", &[], true), local("b", &[], true), ns]);
+        assert_eq!(next_builds(&s, 2, &[]), vec!["uncategorized", "a"]);
     }
 
     #[test]
