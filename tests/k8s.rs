@@ -344,6 +344,13 @@ apiVersion: v1
 kind: ConfigMap
 metadata: {{name: imageref, namespace: {ns}}}
 data: {{image: {repo}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: kept
+  namespace: {ns}
+  annotations: {{tilt.dev/down-policy: keep}}
 ",
         ns = ns.name
     );
@@ -412,6 +419,15 @@ k8s_resource('imageref', pod_readiness='ignore')
         out.1
     );
     assert!(out.1.contains("Deleted ConfigMap"), "{}", out.1);
+    assert!(
+        out.1.contains(&format!(
+            "Kept ConfigMap {}/kept (tilt.dev/down-policy: keep)",
+            ns.name
+        )),
+        "{}",
+        out.1
+    );
+    kubectl(&kubeconfig, &["get", "configmap", "kept", "-n", &ns.name]).expect("kept");
     cleanup("", &[&repo]);
     assert!(kubectl(&kubeconfig, &["get", "crd", &format!("widgets.{group}")]).is_err());
     // Namespaces go only with --delete-namespaces.
@@ -500,4 +516,70 @@ data: {{mode: dev}}
         ],
         "dev",
     );
+}
+
+/// `k8s_custom_deploy`: the apply command gets the built image, its printed objects' pods are
+/// followed to ready, and `down` runs the delete command.
+#[test]
+fn custom_deploy_applies_follows_and_deletes() {
+    let Some(kubeconfig) = cluster_or_skip("custom_deploy_applies_follows_and_deletes") else {
+        return;
+    };
+    let ns = Namespace::new(&kubeconfig);
+    let repo = format!("tiltrs-test/{}", ns.name);
+    kubectl(&kubeconfig, &["create", "namespace", &ns.name]).expect("namespace");
+    let tiltfile = format!(
+        "allow_k8s_contexts(k8s_context())
+docker_build('{repo}', '.')
+k8s_custom_deploy('custom',
+  apply_cmd='sed \"s|IMAGE|$TILT_IMAGE_0|\" dep.yaml | kubectl apply -f - -o yaml',
+  delete_cmd='kubectl delete -f dep.yaml',
+  deps=['dep.yaml'], image_deps=['{repo}'])
+"
+    );
+    let p = project(&tiltfile, &kubeconfig);
+    p.write("Dockerfile", DOCKERFILE);
+    p.write("www/index.html", "ok");
+    p.write(
+        "dep.yaml",
+        &format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: custom, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: custom}}}}
+  template:
+    metadata: {{labels: {{app: custom}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: IMAGE
+        readinessProbe: {{tcpSocket: {{port: 8000}}, periodSeconds: 1}}
+",
+            ns = ns.name
+        ),
+    );
+    let out = p.ci(&[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("custom │ Pod custom-"), "{t}");
+    let image = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "deploy",
+            "custom",
+            "-n",
+            &ns.name,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    )
+    .expect("deployment");
+    assert!(image.starts_with("localhost:5000/tiltrs-test_"), "{image}");
+    let out = output_of(&mut p.command("down"));
+    assert!(out.0, "{}", out.1);
+    assert!(kubectl(&kubeconfig, &["get", "deploy", "custom", "-n", &ns.name]).is_err());
+    cleanup("", &[&repo]);
 }

@@ -288,10 +288,14 @@ async fn custom_apply(
 ) -> Result<Vec<Value>, String> {
     let mut env = req.build.env.clone();
     env.extend(custom.apply_env.clone());
-    for (i, cluster_ref) in images.refs.values().enumerate() {
-        if i == 0 {
-            env.insert("TILT_IMAGE_MAP_0".into(), cluster_ref.clone());
-        }
+    // As Tilt: for each image dependency, in order, its name and the reference to deploy.
+    let deps = req
+        .resource
+        .image_refs
+        .iter()
+        .filter_map(|r| Some((r, images.refs.get(r)?)));
+    for (i, (image_ref, cluster_ref)) in deps.enumerate() {
+        env.insert(format!("TILT_IMAGE_MAP_{i}"), image_ref.clone());
         env.insert(format!("TILT_IMAGE_{i}"), cluster_ref.clone());
     }
     log.line(&format!(
