@@ -238,64 +238,85 @@ pub enum DownOutcome {
     NotFound(String),
 }
 
-/// Deletes `objects` (others first, then Namespaces, then CRDs) and waits until each is gone.
+/// Deletes `objects` (others first, then Namespaces, then CRDs; each group at once) and waits
+/// until each is gone.
 pub async fn delete_objects(
     client: &Client,
     kinds: &KindCache,
     default_ns: &str,
-    mut objects: Vec<Value>,
+    objects: Vec<Value>,
     delete_namespaces: bool,
     timeout: Duration,
 ) -> Vec<Result<DownOutcome, K8sError>> {
-    objects.sort_by_key(|o| std::cmp::Reverse(manifest::apply_rank(manifest::kind(o))));
+    // Group by apply rank, last applied first; the objects of a group go at once.
+    let mut groups: Vec<(u8, Vec<Value>)> = Vec::new();
+    for obj in objects {
+        let rank = manifest::apply_rank(manifest::kind(&obj));
+        match groups.iter_mut().find(|(r, _)| *r == rank) {
+            Some((_, group)) => group.push(obj),
+            None => groups.push((rank, vec![obj])),
+        }
+    }
+    groups.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
     let mut out = Vec::new();
-    for mut obj in objects {
-        let label = object_label(&obj);
-        let keep = obj
-            .pointer(&format!(
-                "/metadata/annotations/{}",
-                DOWN_POLICY_ANNOTATION.replace('/', "~1")
-            ))
-            .and_then(Value::as_str)
-            == Some("keep");
-        if keep {
-            out.push(Ok(DownOutcome::Kept(label, "tilt.dev/down-policy: keep")));
-            continue;
-        }
-        if manifest::kind(&obj) == "Namespace" && !delete_namespaces {
-            out.push(Ok(DownOutcome::Kept(
-                label,
-                "Namespaces are kept without --delete-namespaces",
-            )));
-            continue;
-        }
-        let one = async {
-            let (api, _, _) = api_for(client, kinds, default_ns, &mut obj).await?;
-            let name = manifest::name(&obj).to_string();
-            let label = object_label(&obj);
-            let existed = api
-                .get_opt(&name)
-                .await
-                .map_err(K8sError::api(format!("reading {label}")))?
-                .is_some();
-            if !existed {
-                return Ok(DownOutcome::NotFound(label));
-            }
-            delete_and_wait(&api, &name)
-                .await
-                .map_err(K8sError::api(format!("deleting {label}")))?;
-            Ok(DownOutcome::Deleted(label))
-        };
-        out.push(
-            tokio::time::timeout(timeout, one)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(K8sError::Api {
-                        action: format!("deleting {label}"),
-                        message: format!("still there after {}s", timeout.as_secs()),
-                    })
-                }),
-        );
+    for (_, group) in groups {
+        let deletes = group
+            .into_iter()
+            .map(|obj| delete_one(client, kinds, default_ns, obj, delete_namespaces, timeout));
+        out.extend(futures_util::future::join_all(deletes).await);
     }
     out
+}
+
+/// Deletes one object for `down` (unless it is kept) and waits until it is gone.
+async fn delete_one(
+    client: &Client,
+    kinds: &KindCache,
+    default_ns: &str,
+    mut obj: Value,
+    delete_namespaces: bool,
+    timeout: Duration,
+) -> Result<DownOutcome, K8sError> {
+    let label = object_label(&obj);
+    let keep = obj
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            DOWN_POLICY_ANNOTATION.replace('/', "~1")
+        ))
+        .and_then(Value::as_str)
+        == Some("keep");
+    if keep {
+        return Ok(DownOutcome::Kept(label, "tilt.dev/down-policy: keep"));
+    }
+    if manifest::kind(&obj) == "Namespace" && !delete_namespaces {
+        return Ok(DownOutcome::Kept(
+            label,
+            "Namespaces are kept without --delete-namespaces",
+        ));
+    }
+    let one = async {
+        let (api, _, _) = api_for(client, kinds, default_ns, &mut obj).await?;
+        let name = manifest::name(&obj).to_string();
+        let label = object_label(&obj);
+        let existed = api
+            .get_opt(&name)
+            .await
+            .map_err(K8sError::api(format!("reading {label}")))?
+            .is_some();
+        if !existed {
+            return Ok(DownOutcome::NotFound(label));
+        }
+        delete_and_wait(&api, &name)
+            .await
+            .map_err(K8sError::api(format!("deleting {label}")))?;
+        Ok(DownOutcome::Deleted(label))
+    };
+    tokio::time::timeout(timeout, one)
+        .await
+        .unwrap_or_else(|_| {
+            Err(K8sError::Api {
+                action: format!("deleting {label}"),
+                message: format!("still there after {}s", timeout.as_secs()),
+            })
+        })
 }
