@@ -238,24 +238,20 @@ fn pod_scope(
     if spec.is_some_and(|s| s.custom_deploy.is_some()) {
         // What a custom deploy applies carries no label of ours: follow its workloads' selectors.
         for o in objects {
-            if let Some(Value::Object(labels)) = o.pointer("/spec/selector/matchLabels") {
-                let labels: BTreeMap<String, String> = labels
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect();
-                if !labels.is_empty() {
-                    selectors.push(selector_string(&labels));
+            let labels = match o.pointer("/spec/selector/matchLabels") {
+                Some(Value::Object(labels)) => Some(labels),
+                _ if manifest::kind(o) == "Pod" => {
+                    o.pointer("/metadata/labels").and_then(Value::as_object)
                 }
-            } else if manifest::kind(o) == "Pod"
-                && let Some(Value::Object(labels)) = o.pointer("/metadata/labels")
-            {
-                let labels: BTreeMap<String, String> = labels
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect();
-                if !labels.is_empty() {
-                    selectors.push(selector_string(&labels));
-                }
+                _ => None,
+            };
+            let labels: BTreeMap<String, String> = labels
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect();
+            if !labels.is_empty() {
+                selectors.push(selector_string(&labels));
             }
         }
     } else {
