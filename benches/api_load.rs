@@ -13,7 +13,7 @@
 //! ```text
 //! cargo build --release && cargo bench --bench api_load
 //! ```
-//! Environment: `TILTRS_BIN` (default `target/release/tiltrs`), `API_LOAD_RESOURCES` (50),
+//! Environment: `TILTRS_BIN` (default: the release binary), `API_LOAD_RESOURCES` (50),
 //! `API_LOAD_RATE` (lines per second per resource, 1000), `API_LOAD_SECS` (30),
 //! `API_LOAD_LOG_LIMIT_MB` (`--log-limit-mb`, 16).
 

@@ -6,7 +6,8 @@
 //!   median is the p50).
 //!
 //! CPU, peak RSS and idle numbers come from `benches/engine_numbers.sh`.
-//! `TILTRS_BIN` overrides the binary (default: `target/release/tiltrs`, else the debug one).
+//! `TILTRS_BIN` overrides the binary (default: the one cargo builds with the bench, i.e. the
+//! release profile).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,18 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("TILTRS_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let release = target.join("release/tiltrs");
-    if release.exists() {
-        release
-    } else {
-        target.join("debug/tiltrs")
-    }
+    std::env::var_os("TILTRS_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_tiltrs")),
+        PathBuf::from,
+    )
 }
 
 /// The 20-resource project of the issue: four chains of five `echo`s.

@@ -3,9 +3,9 @@
 #   1. `tiltrs ci` on 20 echo resources (four chains of five): wall, CPU, peak RSS (/usr/bin/time -v);
 #   2. `tiltrs up` idle after that graph settled: RSS and CPU ticks (utime+stime) over 30 s;
 #   3. edit-to-start latency (file write -> cmd start), 50 edits: p50 and p90.
-# Usage: benches/engine_numbers.sh [path/to/tiltrs]   (default: target/release/tiltrs)
+# Usage: benches/engine_numbers.sh [path/to/tiltrs]   (default: target/<host>/release/tiltrs)
 set -eu
-BIN=${1:-$(cd "$(dirname "$0")/.." && pwd)/target/release/tiltrs}
+BIN=${1:-$(cd "$(dirname "$0")/.." && pwd)/target/$(rustc -vV | sed -n 's/^host: //p')/release/tiltrs}
 IDLE_SECS=${IDLE_SECS:-30}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

@@ -15,7 +15,8 @@ Needs dockerd, the cluster (its kubeconfig in --kubeconfig or TILTRS_TEST_KUBECO
 import os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "tiltrs")
+HOST = subprocess.run(["rustc", "-vV"], capture_output=True, text=True).stdout.split("host: ")[1].split()[0]
+BIN = os.path.join(ROOT, "target", HOST, "release", "tiltrs")
 SYNC_PY = os.environ.get("SYNC_LATENCY_PY", os.path.join(ROOT, "..", "shared", "bench", "sync_latency.py"))
 BASE = "tiltrs-test/busybox:latest"
 DOCKERFILE = ("FROM %s\nCOPY www /www\n"

@@ -9,7 +9,7 @@
 # Usage: benches/sync_latency.sh [N_SYNC] [N_REBUILD]   (needs a release build and dockerd)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin="$root/target/release/tiltrs"
+bin="$root/target/$(rustc -vV | sed -n 's/^host: //p')/release/tiltrs"
 bench="${SYNC_LATENCY_PY:-$root/../shared/bench/sync_latency.py}"
 n_sync="${1:-40}"
 n_rebuild="${2:-8}"

@@ -23,7 +23,7 @@
 //! ```text
 //! cargo build --release && cargo bench --bench ui_load
 //! ```
-//! Environment: `TILTRS_BIN` (default `target/release/tiltrs`), `UI_LOAD_RESOURCES` (200),
+//! Environment: `TILTRS_BIN` (default: the release binary), `UI_LOAD_RESOURCES` (200),
 //! `UI_LOAD_LABELS` (10), `UI_LOAD_LINES_PER_SEC` (total, 10000), `UI_LOAD_SECS` (30),
 //! `UI_LOAD_VIEW` (`all` or `resource`: the first resource's view), `UI_LOAD_WARMUP_SECS` (5),
 //! `UI_LOAD_PROFILE_SECS` (5), `UI_LOAD_CHROMIUM_ARGS` (more Chromium flags, space-separated,

@@ -71,12 +71,13 @@ pub fn env_or<T: FromStr>(name: &str, default: T) -> T {
     }
 }
 
-/// `TILTRS_BIN`, else `target/release/tiltrs`; fails when it is missing.
+/// `TILTRS_BIN`, else the binary cargo builds with the bench (release profile); fails when it
+/// is missing.
 pub fn binary() -> PathBuf {
-    let bin = match std::env::var_os("TILTRS_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/tiltrs"),
-    };
+    let bin = std::env::var_os("TILTRS_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_tiltrs")),
+        PathBuf::from,
+    );
     if !bin.is_file() {
         fail(&format!(
             "{} is missing: build it with cargo build --release (or set TILTRS_BIN)",

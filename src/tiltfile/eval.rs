@@ -22,6 +22,7 @@ use starlark::{StarlarkPagablePanic, starlark_simple_value};
 use starlark_derive::starlark_value;
 
 use super::diagnostics::{self, SourceInfo};
+use super::file_reads::ReadCache;
 use super::state::State;
 use super::yaml_prefetch::YamlPrefetch;
 use super::{assemble, builtins, extensions};
@@ -87,6 +88,13 @@ pub fn build_globals(main_path: &Path, subcommand: &str) -> Globals {
     .build()
 }
 
+/// The text of a Starlark file, or the error `load()` reports for it.
+pub fn read_source(path: &Path) -> starlark::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        starlark::Error::new_other(anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    })
+}
+
 #[derive(Clone)]
 enum LoadEntry {
     Executing,
@@ -116,6 +124,8 @@ pub struct Evaluation {
     workload_fn: RefCell<Option<OwnedFrozenValue>>,
     /// YAML files being parsed ahead of their `k8s_yaml` calls.
     pub yaml_prefetch: RefCell<Option<YamlPrefetch>>,
+    /// Files read so far (Dockerfiles), reused while no load-time command has run.
+    pub reads: ReadCache,
 }
 
 impl Evaluation {
@@ -131,11 +141,34 @@ impl Evaluation {
             failed_load: RefCell::new(None),
             workload_fn: RefCell::new(None),
             yaml_prefetch: RefCell::new(None),
+            reads: ReadCache::default(),
         }
     }
 
     /// Executes `path` as a module (once per evaluation) and returns its frozen globals.
     pub fn exec_file(&self, path: &Path, is_main: bool) -> starlark::Result<FrozenModule> {
+        self.exec_once(path, || {
+            let original = match extensions::bundled_source(path) {
+                Some(src) => src.to_owned(),
+                None => {
+                    self.state.borrow_mut().record_file(path);
+                    read_source(path)?
+                }
+            };
+            self.exec_source(path, original, is_main)
+        })
+    }
+
+    /// Executes the main Tiltfile, whose text the caller has read (and recorded).
+    pub fn exec_main(&self, path: &Path, original: String) -> starlark::Result<FrozenModule> {
+        self.exec_once(path, || self.exec_source(path, original, true))
+    }
+
+    fn exec_once(
+        &self,
+        path: &Path,
+        exec: impl FnOnce() -> starlark::Result<FrozenModule>,
+    ) -> starlark::Result<FrozenModule> {
         if let Some(entry) = self.cache.borrow().get(path) {
             return match entry {
                 LoadEntry::Executing => Err(starlark::Error::new_other(anyhow::anyhow!(
@@ -151,7 +184,7 @@ impl Evaluation {
         self.cache
             .borrow_mut()
             .insert(path.to_path_buf(), LoadEntry::Executing);
-        let result = self.exec_file_uncached(path, is_main);
+        let result = exec();
         let entry = match &result {
             Ok(m) => LoadEntry::Done(Ok(m.clone())),
             Err(e) => LoadEntry::Done(Err(e.without_diagnostic().to_string())),
@@ -160,19 +193,12 @@ impl Evaluation {
         result
     }
 
-    fn exec_file_uncached(&self, path: &Path, is_main: bool) -> starlark::Result<FrozenModule> {
-        let original = match extensions::bundled_source(path) {
-            Some(src) => src.to_owned(),
-            None => {
-                self.state.borrow_mut().record_file(path);
-                std::fs::read_to_string(path).map_err(|e| {
-                    starlark::Error::new_other(anyhow::anyhow!(
-                        "cannot read {}: {e}",
-                        path.display()
-                    ))
-                })?
-            }
-        };
+    fn exec_source(
+        &self,
+        path: &Path,
+        original: String,
+        is_main: bool,
+    ) -> starlark::Result<FrozenModule> {
         let filename = path.to_string_lossy().into_owned();
         let (source, line_map) =
             source_rewrite::rewrite(&original).unwrap_or_else(|| (original.clone(), None));

@@ -14,6 +14,7 @@ mod diagnostics;
 mod docker_ref;
 mod eval;
 mod extensions;
+mod file_reads;
 mod ignore_patterns;
 mod k8s_objects;
 mod source_rewrite;
@@ -112,11 +113,13 @@ pub fn evaluate_with_log(options: &EvalOptions) -> Result<Evaluated, TiltfileErr
             config_files: vec![main_path],
         });
     }
+    let source = eval::read_source(&main_path);
     // Start parsing the YAML files the Tiltfile names first, so that it overlaps with setting
     // up the Starlark globals as well as with the evaluation.
-    let prefetch = std::fs::read_to_string(&main_path)
+    let prefetch = source
+        .as_ref()
         .ok()
-        .and_then(|source| yaml_prefetch::YamlPrefetch::start(&main_dir, &source));
+        .and_then(|source| yaml_prefetch::YamlPrefetch::start(&main_dir, source));
     builtins::EnvOverlay::reset();
     let mut state = state::State {
         main_dir: main_dir.clone(),
@@ -139,7 +142,8 @@ pub fn evaluate_with_log(options: &EvalOptions) -> Result<Evaluated, TiltfileErr
     let globals = eval::build_globals(&main_path, &options.subcommand);
     let evaluation = eval::Evaluation::new(state, globals);
     *evaluation.yaml_prefetch.borrow_mut() = prefetch;
-    let outcome = evaluation.exec_file(&main_path, true);
+    evaluation.state.borrow_mut().record_file(&main_path);
+    let outcome = source.and_then(|source| evaluation.exec_main(&main_path, source));
     let rendered = evaluation.rendered_error.borrow_mut().take();
     let state = evaluation.state.into_inner();
     if let Err(e) = outcome {

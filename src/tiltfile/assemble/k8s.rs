@@ -70,6 +70,8 @@ struct Finder<'a> {
     builds: BuildIndex<'a>,
     /// For each object that is a Service with a selector: the selector.
     service_selectors: Vec<Option<Vec<(String, String)>>>,
+    /// For each object: the image references it names, found once.
+    images: Vec<std::cell::OnceCell<Result<Vec<String>, String>>>,
 }
 
 impl<'a> Finder<'a> {
@@ -96,27 +98,40 @@ impl<'a> Finder<'a> {
                 .iter()
                 .map(K8sObject::service_selector)
                 .collect(),
+            images: state
+                .k8s_objects
+                .iter()
+                .map(|_| std::cell::OnceCell::new())
+                .collect(),
         }
     }
 
-    fn images(&self, o: &K8sObject) -> Result<Vec<String>, String> {
-        k8s_objects::find_images(o, &self.locators, &self.env_images, ref_matches)
+    /// The image references object `index` names.
+    fn images(&self, index: usize) -> Result<&[String], String> {
+        let o = &self.state.k8s_objects[index];
+        self.images[index]
+            .get_or_init(|| {
+                k8s_objects::find_images(o, &self.locators, &self.env_images, ref_matches)
+            })
+            .as_deref()
+            .map_err(Clone::clone)
     }
 
-    fn is_workload(&self, o: &K8sObject) -> Result<bool, String> {
+    fn is_workload(&self, index: usize) -> Result<bool, String> {
+        let o = &self.state.k8s_objects[index];
         if self.kinds.iter().any(|k| k.selector.matches(o)) {
             return Ok(true);
         }
         let images = self
-            .images(o)
+            .images(index)
             .map_err(|e| format!("finding image in {}/{}: {e}", o.kind, o.name))?;
         Ok(!images.is_empty())
     }
 
     fn workloads(&self) -> Result<Vec<usize>, String> {
         let mut out = Vec::new();
-        for (i, o) in self.state.k8s_objects.iter().enumerate() {
-            if self.is_workload(o)? {
+        for i in 0..self.state.k8s_objects.len() {
+            if self.is_workload(i)? {
                 out.push(i);
             }
         }
@@ -131,7 +146,7 @@ pub fn workload_candidates(state: &State) -> Vec<WorkloadCandidate> {
         .k8s_objects
         .iter()
         .enumerate()
-        .filter(|(_, o)| finder.is_workload(o).unwrap_or(false))
+        .filter(|(i, _)| finder.is_workload(*i).unwrap_or(false))
         .map(|(index, o)| WorkloadCandidate {
             index,
             name: o.name.clone(),
@@ -223,9 +238,9 @@ impl Res {
 
     fn add_entity(&mut self, index: usize, finder: &Finder) -> Result<(), String> {
         self.entities.push(index);
-        for image in finder.images(&finder.state.k8s_objects[index])? {
-            if !self.found_images.contains(&image) {
-                self.found_images.push(image);
+        for image in finder.images(index)? {
+            if !self.found_images.contains(image) {
+                self.found_images.push(image.clone());
             }
         }
         Ok(())
@@ -265,13 +280,14 @@ fn attach_services(
         let mut rest = Vec::new();
         for idx in std::mem::take(pool) {
             let o = &state.k8s_objects[idx];
-            let same_namespace = o.namespace.is_empty()
-                || o.namespace_or_default() == owner_obj.namespace_or_default();
             let selected = finder.service_selectors[idx].as_ref().is_some_and(|sel| {
                 sel.iter()
                     .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
             });
-            if same_namespace && selected {
+            if selected
+                && (o.namespace.is_empty()
+                    || o.namespace_or_default() == owner_obj.namespace_or_default())
+            {
                 res.add_entity(idx, finder)?;
             } else {
                 rest.push(idx);
@@ -314,11 +330,16 @@ pub fn assemble(state: &mut State) -> Result<K8sAssembly, String> {
         })
         .collect();
 
-    // Workloads, each with the Services that select its pods.
+    // Workloads, each with the Services that select its pods. Only Services with a selector
+    // can be attached: the others wait aside (indices keep the YAML order).
     let workloads = finder.workloads()?;
-    let mut unresourced: Vec<usize> = (0..state.k8s_objects.len())
-        .filter(|i| !workloads.contains(i))
-        .collect();
+    let mut is_workload = vec![false; state.k8s_objects.len()];
+    for &i in &workloads {
+        is_workload[i] = true;
+    }
+    let (mut unresourced, selectorless): (Vec<usize>, Vec<usize>) = (0..state.k8s_objects.len())
+        .filter(|&i| !is_workload[i])
+        .partition(|&i| finder.service_selectors[i].is_some());
     let names = workload_resource_names(state, &workloads)?;
     for (index, name) in workloads.iter().zip(names) {
         if let Some(conflict) = name_conflict(state, &resources, &name) {
@@ -332,6 +353,8 @@ pub fn assemble(state: &mut State) -> Result<K8sAssembly, String> {
         attach_services(state, *index, &mut unresourced, &mut res, &finder)?;
         resources.push(res);
     }
+    unresourced.extend(selectorless);
+    unresourced.sort_unstable();
 
     // Other objects with pod templates get a resource named after the object.
     let (with_template, mut rest): (Vec<usize>, Vec<usize>) = unresourced
@@ -437,22 +460,26 @@ fn apply_options(
     if state.k8s_resource_options.is_empty() {
         return Ok(());
     }
-    // Fragments are computed once, over every object, before any option is applied.
-    let all: Vec<usize> = resources
-        .iter()
-        .flat_map(|r| r.entities.iter().copied())
-        .chain(unresourced.iter().copied())
-        .collect();
+    // Fragments are computed once, over every object, before any option is applied (and
+    // only when some option names objects).
     let mut fragments: HashMap<String, Vec<usize>> = HashMap::new();
-    for idx in &all {
-        for f in state.k8s_objects[*idx].fragments() {
-            fragments.entry(f).or_default().push(*idx);
+    let mut full_names: Vec<String> = Vec::new();
+    if state
+        .k8s_resource_options
+        .iter()
+        .any(|o| !o.objects.is_empty())
+    {
+        let all = resources
+            .iter()
+            .flat_map(|r| r.entities.iter().copied())
+            .chain(unresourced.iter().copied());
+        for idx in all {
+            for f in state.k8s_objects[idx].fragments() {
+                fragments.entry(f).or_default().push(idx);
+            }
+            full_names.push(state.k8s_objects[idx].full_name());
         }
     }
-    let full_names: Vec<String> = all
-        .iter()
-        .map(|i| state.k8s_objects[*i].full_name())
-        .collect();
 
     for opts in &state.k8s_resource_options {
         let target = if opts.manually_grouped {

@@ -31,16 +31,16 @@ pub fn assemble(mut state: State) -> Result<TiltfileResult, String> {
     let has_compose = !compose.resources.is_empty();
     let mut resources: Vec<Resource> = k8s.resources;
     resources.extend(compose.resources);
-    for local in &state.locals {
+    for local in std::mem::take(&mut state.locals) {
         let mut r = Resource::new(&local.name, ResourceType::Local);
         r.trigger_mode = local
             .trigger_mode
             .unwrap_or(state.settings.default_trigger_mode);
         r.auto_init = local.auto_init;
-        r.resource_deps = local.resource_deps.clone();
-        r.labels = local.labels.clone();
-        r.links = local.links.clone();
-        r.local = Some(local.spec.clone());
+        r.resource_deps = local.resource_deps;
+        r.labels = local.labels;
+        r.links = local.links;
+        r.local = Some(local.spec);
         resources.push(r);
     }
     check_duplicate_names(&resources)?;
@@ -69,11 +69,9 @@ pub fn assemble(mut state: State) -> Result<TiltfileResult, String> {
             image.image_ref, image.image_ref
         ));
     }
-    let images = state
-        .images
-        .iter()
+    let images = std::mem::take(&mut state.images)
+        .into_iter()
         .filter(|i| used_images.contains(&i.image_ref))
-        .cloned()
         .collect();
 
     apply_enabled(&state, &mut resources)?;

@@ -245,13 +245,13 @@ fn docker_builtins(builder: &mut GlobalsBuilder) {
                 abs_path(&cwd, &dockerfile)
             };
             ev.state.borrow_mut().record_file(&path);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            let text = ev.reads.read_to_string(&path).map_err(|e| {
                 builtin_error(
                     f,
                     format!("error reading dockerfile {}: {e}", path.display()),
                 )
             })?;
-            (Some(path), text)
+            (Some(path), text.to_string())
         } else {
             (None, inline)
         };

@@ -14,6 +14,7 @@ use starlark::values::none::NoneType;
 
 use super::os::env_overlay_snapshot;
 use crate::tiltfile::eval::ctx;
+use crate::tiltfile::file_reads::CommandRunning;
 use crate::tiltfile::values::{
     Blob, TiltObject, abs_path, arg_error, builtin_error, command, str_or_blob, string_dict,
 };
@@ -82,6 +83,7 @@ impl LocalCommand<'_> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let _files_may_change = CommandRunning::begin();
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("command {display:?} failed.\nerror: {e}"))?;

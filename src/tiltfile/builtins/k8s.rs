@@ -24,6 +24,7 @@ use crate::model::CustomDeploySpec;
 use crate::tiltfile::assemble::k8s::initial_kinds;
 use crate::tiltfile::diagnostics;
 use crate::tiltfile::eval::{Evaluation, ctx};
+use crate::tiltfile::file_reads;
 use crate::tiltfile::k8s_objects::jsonpath::JsonPath;
 use crate::tiltfile::k8s_objects::{self, ImageLocator, ObjectSelector};
 use crate::tiltfile::state::{CustomDeployDecl, K8sKind, K8sObject, K8sResourceOptions, State};
@@ -126,21 +127,28 @@ fn objects_from_item(
     let ev = ctx(eval)?;
     let abs = abs_path(&ev.state.borrow().cwd(), path);
     ev.state.borrow_mut().record_file(&abs);
-    let text = read_text(&abs)
-        .map_err(|e| builtin_error(function, format!("error reading yaml file: {e}")))?;
     let prefetched = ev
         .yaml_prefetch
-        .borrow_mut()
-        .as_mut()
-        .and_then(|p| p.take(&abs, &text));
-    prefetched
-        .unwrap_or_else(|| k8s_objects::parse_objects(&text))
-        .map_err(|e| {
-            builtin_error(
-                function,
-                format!("{} is not a valid YAML file: {e}", abs.display()),
-            )
-        })
+        .borrow()
+        .as_ref()
+        .and_then(|p| p.take(&abs));
+    let objects = match prefetched {
+        Some(p) if file_reads::unchanged_since(p.generation) => p.objects,
+        prefetched => {
+            let text = read_text(&abs)
+                .map_err(|e| builtin_error(function, format!("error reading yaml file: {e}")))?;
+            match prefetched {
+                Some(p) if p.text == text => p.objects,
+                _ => k8s_objects::parse_objects(&text),
+            }
+        }
+    };
+    objects.map_err(|e| {
+        builtin_error(
+            function,
+            format!("{} is not a valid YAML file: {e}", abs.display()),
+        )
+    })
 }
 
 /// Reads a file, with Go-like error texts (`open <path>: no such file or directory`).
